@@ -1,78 +1,19 @@
-"""The four demos: their settings (keys, defaults, allowed values), models, data, loss terms and metrics.
+"""The four demos as graphs: model, data, loss terms and metrics of each (settings live in ``settings``).
 
-A setting is either *structural* (it changes the compiled graph: optimizer, mask mode, variant, alpha
-mode) or *numeric* (fed to the compiled step as a tensor, so changing it never retraces). The CLI, the
-pages and the sweep all validate settings here, through :func:`resolve`.
+Every term and metric function takes ``(model, outputs, (inputs, targets), hp, extra, settings)``, where
+``hp`` holds the numeric settings as float32 tensors and ``extra`` the demo's own variables (alpha or
+the log-variances), and returns scalars, so the trainer can trace it inside its compiled step.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import keras
-import numpy as np
 from keras import ops
 
-from . import data, losses, models
-
-
-class SettingError(ValueError):
-    """A wrong demo, key or value; the message is one line that names what is allowed."""
-
-
-@dataclass(frozen=True)
-class Param:
-    key: str
-    default: Any
-    kind: str  # "float", "int", "choice", "alpha"
-    allowed: str  # words for the error message and the UI help
-    check: Callable[[Any], bool] = lambda v: True
-    choices: tuple[str, ...] = ()
-    structural: bool = False
-    log_scale: bool = False
-    help: str = ""
-
-    def parse(self, raw) -> Any:
-        """A typed, checked value from a string (CLI) or a Python value (pages, API)."""
-        value = raw
-        try:
-            if self.kind == "choice":
-                value = str(raw)
-                ok = value in self.choices
-            elif self.kind == "alpha":
-                if isinstance(raw, str) and raw in self.choices:
-                    return raw
-                value = float(raw)
-                ok = math.isfinite(value) and 0.0 <= value <= 1.0
-            elif self.kind == "int":
-                if isinstance(raw, float) and not raw.is_integer():
-                    raise ValueError
-                value = int(raw)
-                ok = self.check(value)
-            else:
-                value = float(raw)
-                ok = math.isfinite(value) and self.check(value)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise SettingError(f"{self.key}={raw!s} is not allowed: {self.key} must be {self.allowed}")
-        return value
-
-
-def _common(lr: float, batch_size: int = 32) -> list[Param]:
-    return [
-        Param("lr", lr, "float", "a finite number (negative means gradient ascent)", log_scale=True,
-              help="learning rate"),
-        Param("optimizer", "adam", "choice", "one of adam, sgd, rmsprop", choices=("adam", "sgd", "rmsprop"),
-              structural=True),
-        Param("batch_size", batch_size, "int", "an integer from 1 to 4096", lambda v: 1 <= v <= 4096),
-        Param("clipnorm", 0.0, "float", "a number >= 0 (0 = off)", lambda v: v >= 0,
-              help="clip each gradient tensor to this norm, as Keras' clipnorm"),
-        Param("clipvalue", 0.0, "float", "a number >= 0 (0 = off)", lambda v: v >= 0,
-              help="clip each gradient element to [-clipvalue, clipvalue]"),
-    ]
+from . import data, losses, models, settings as config
 
 
 def _mean(x):
@@ -203,70 +144,27 @@ def _max_mse_metrics(model, out, batch, hp, extra, settings):
 class Demo:
     name: str
     title: str
-    params: tuple[Param, ...]
     build: Callable[[Mapping[str, Any]], keras.Model]
     make_data: Callable[[Mapping[str, Any], int], data.Dataset]
-    terms: Callable  # (model, outputs, batch, hp, extra, settings) -> (dict of scalar terms, total)
-    metrics: Callable  # same arguments -> dict of scalar metrics
+    terms: Callable  # -> (dict of scalar terms, total loss)
+    metrics: Callable  # -> dict of scalar metrics
     term_names: tuple[str, ...]
     metric_names: tuple[str, ...]
     main_metric: str
+    numeric_keys: tuple[str, ...]  # settings fed to the step as tensors
     metrics_on_eval: bool = False  # metrics on a fixed evaluation sample instead of the batch
     extra_variables: Callable[[Mapping[str, Any]], dict[str, float]] = lambda s: {}
     alpha: Callable | None = None
-    lr_sign: Callable[[Mapping[str, Any]], float] = lambda s: 1.0
-    numeric_keys: tuple[str, ...] = field(default=())
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return tuple(p.key for p in self.params)
-
-    def param(self, key: str) -> Param:
-        for p in self.params:
-            if p.key == key:
-                return p
-        raise SettingError(f"unknown key {key!r} for {self.name}; allowed: {', '.join(self.keys)}")
-
-    def defaults(self) -> dict[str, Any]:
-        return {p.key: p.default for p in self.params}
-
-    def structure(self, settings: Mapping[str, Any]) -> tuple:
-        """The settings that shape the compiled graph (the cache key of a built model and step)."""
-        items = []
-        for p in self.params:
-            value = settings[p.key]
-            if p.kind == "alpha":
-                value = value if isinstance(value, str) else "fixed"
-            if p.structural or p.kind == "alpha":
-                items.append((p.key, value))
-        return (self.name, *items)
 
     def hyperparameters(self, settings: Mapping[str, Any]) -> dict[str, float]:
-        """The numeric settings fed to the compiled step as float32 scalars (a fixed set of keys per demo)."""
-        hp = {}
-        for key in self.numeric_keys:
-            value = settings[key]
-            hp[key] = float(value) if not isinstance(value, str) else 0.5
-        return hp
+        """The numeric settings as floats (alpha's modes "trainable"/"uncertainty" feed a 0.5 that is unused)."""
+        return {k: 0.5 if isinstance(settings[k], str) else float(settings[k]) for k in self.numeric_keys}
 
-
-_EPSILON_BCE = Param("epsilon", 1e-7, "float", "a number in (0, 0.5)", lambda v: 0 < v < 0.5, log_scale=True,
-                     help="clip p to [epsilon, 1 - epsilon]")
-_EPSILON_INV = Param("epsilon", 0.0, "float", "a number >= 0", lambda v: v >= 0,
-                     help="added to the squared residual of the inverse MSE")
 
 DEMOS: dict[str, Demo] = {
     "policy-value": Demo(
         name="policy-value",
         title="Masked policy/value loss (AlphaGo Zero)",
-        params=(
-            *_common(lr=1e-3),
-            Param("c", 1e-4, "float", "a number >= 0", lambda v: v >= 0, log_scale=True,
-                  help="L2 regularisation c in c||theta||^2 (kernels)"),
-            Param("mask", "logits", "choice", "one of logits, none, seed-answer",
-                  choices=("logits", "none", "seed-answer"), structural=True,
-                  help="logits: masked softmax; none: plain softmax; seed-answer: mask from pi == 1"),
-        ),
         build=lambda s: models.policy_value(masked=s["mask"] == "logits"),
         make_data=lambda s, seed: data.policy_value(seed),
         terms=_policy_value_terms,
@@ -279,12 +177,6 @@ DEMOS: dict[str, Demo] = {
     "two-branch": Demo(
         name="two-branch",
         title="Weighted two-branch loss",
-        params=(
-            *_common(lr=1e-2),
-            Param("alpha", 0.5, "alpha", "a number in [0, 1], trainable or uncertainty",
-                  choices=("trainable", "uncertainty"),
-                  help="weight of branch 1; trainable: a variable clipped to [0, 1]; uncertainty: Kendall et al. 2018"),
-        ),
         build=lambda s: models.two_branch(),
         make_data=lambda s, seed: data.two_branch(seed),
         terms=_two_branch_terms,
@@ -292,24 +184,14 @@ DEMOS: dict[str, Demo] = {
         term_names=("branch_1", "branch_2"),
         metric_names=("accuracy",),
         main_metric="accuracy",
+        numeric_keys=("alpha",),
         extra_variables=lambda s: {"trainable": {"alpha": 0.5},
                                    "uncertainty": {"log_var_1": 0.0, "log_var_2": 0.0}}.get(s["alpha"], {}),
         alpha=_alpha,
-        numeric_keys=("alpha",),
     ),
     "sparse-penalty": Demo(
         name="sparse-penalty",
         title="Sparse-penalty binary cross-entropy",
-        params=(
-            *_common(lr=1e-3),
-            Param("variant", "logits", "choice", "one of naive, clipped, logits, batch-switch",
-                  choices=("naive", "clipped", "logits", "batch-switch"), structural=True),
-            Param("penalty", 10.0, "float", "a number > 0", lambda v: v > 0, log_scale=True,
-                  help="weight of each positive sample"),
-            _EPSILON_BCE,
-            Param("positive_rate", 0.02, "float", "a number in (0, 1)", lambda v: 0 < v < 1,
-                  help="share of hours with an event"),
-        ),
         build=lambda s: models.sparse_penalty(),
         make_data=lambda s, seed: data.sparse_events(seed, positive_rate=s["positive_rate"]),
         terms=_sparse_terms,
@@ -317,19 +199,12 @@ DEMOS: dict[str, Demo] = {
         term_names=("positives", "negatives"),
         metric_names=("recall", "precision", "mean_pred"),
         main_metric="recall",
-        metrics_on_eval=True,
         numeric_keys=("penalty", "epsilon"),
+        metrics_on_eval=True,
     ),
     "max-mse": Demo(
         name="max-mse",
         title="Maximised MSE",
-        params=(
-            *_common(lr=1e-2),
-            Param("variant", "neg-mse", "choice", "one of neg-mse, inverse-mse, neg-lr",
-                  choices=("neg-mse", "inverse-mse", "neg-lr"), structural=True,
-                  help="neg-mse: minimise -MSE; inverse-mse: minimise 1/MSE-style; neg-lr: MSE with lr < 0"),
-            _EPSILON_INV,
-        ),
         build=lambda s: models.max_mse(),
         make_data=lambda s, seed: data.max_mse(seed),
         terms=_max_mse_terms,
@@ -337,57 +212,10 @@ DEMOS: dict[str, Demo] = {
         term_names=(),
         metric_names=("mse",),
         main_metric="mse",
-        lr_sign=lambda s: -1.0 if s["variant"] == "neg-lr" else 1.0,
         numeric_keys=("epsilon",),
     ),
 }
 
 
 def get_demo(name: str) -> Demo:
-    try:
-        return DEMOS[name]
-    except KeyError:
-        raise SettingError(f"unknown demo {name!r}; allowed: {', '.join(DEMOS)}") from None
-
-
-def resolve(demo: str | Demo, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The demo's defaults with ``overrides`` parsed and checked; raises :class:`SettingError`."""
-    demo = get_demo(demo) if isinstance(demo, str) else demo
-    settings = demo.defaults()
-    for key, raw in (overrides or {}).items():
-        settings[key] = demo.param(key).parse(raw)
-    return settings
-
-
-def parse_assignment(text: str) -> tuple[str, str]:
-    """``"KEY=VALUE"`` -> ``(KEY, VALUE)``."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise SettingError(f"--set takes KEY=VALUE, got {text!r}")
-    return key.strip(), value.strip()
-
-
-def effective_lr(demo: Demo, settings: Mapping[str, Any]) -> float:
-    """The learning rate given to the optimizer: neg-lr turns any lr into -|lr|."""
-    sign = demo.lr_sign(settings)
-    return -abs(settings["lr"]) if sign < 0 else float(settings["lr"])
-
-
-def cli_command(demo: str, settings: Mapping[str, Any], steps: int, seed: int, command: str = "train") -> str:
-    """The ``python -m lossviz`` command that reproduces a run (only the keys that differ from defaults)."""
-    d = get_demo(demo)
-    defaults = d.defaults()
-    parts = ["python", "-m", "lossviz", command, demo]
-    for key in d.keys:
-        if key in settings and settings[key] != defaults[key]:
-            parts += ["--set", f"{key}={_format_value(settings[key])}"]
-    parts += ["--steps", str(steps), "--seed", str(seed)]
-    return " ".join(parts)
-
-
-def _format_value(value) -> str:
-    if isinstance(value, float):
-        return repr(value) if not value.is_integer() or abs(value) >= 1e16 else str(value)
-    return str(value)
-
-
+    return DEMOS[config.check_demo(name)]

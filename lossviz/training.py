@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from . import demos, models
+from . import demos, models, settings as config
 from .data import Dataset
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
@@ -67,7 +67,7 @@ class Engine:
     def __init__(self, demo: demos.Demo, settings: Mapping[str, Any]):
         self.demo = demo
         self.settings = dict(settings)  # only the structural part is fixed for this engine
-        self.key = demo.structure(settings)
+        self.key = config.structure(demo.name, settings)
         self.model = demo.build(settings)
         self.extra_init = demo.extra_variables(settings)
         self.extra = {name: keras.Variable(np.float32(v), name=name) for name, v in self.extra_init.items()}
@@ -222,7 +222,7 @@ _POOL_LOCK = threading.Lock()
 
 def acquire(demo: demos.Demo, settings: Mapping[str, Any]) -> Engine:
     """A free engine for these graph-shaping settings, built if none is free (under a process lock)."""
-    key = demo.structure(settings)
+    key = config.structure(demo.name, settings)
     with _POOL_LOCK:
         free = _POOL.setdefault(key, [])
         if free:
@@ -253,7 +253,7 @@ class Trainer:
     def __init__(self, demo: str, settings: Mapping[str, Any] | None = None, seed: int = 0,
                  stop_on_nonfinite: bool = False):
         self.demo = demos.get_demo(demo)
-        self.settings = demos.resolve(self.demo, settings)
+        self.settings = config.resolve(self.demo.name, settings)
         self.seed = int(seed)
         self.stop_on_nonfinite = bool(stop_on_nonfinite)
         self.data = self.demo.make_data(self.settings, self.seed)
@@ -262,7 +262,7 @@ class Trainer:
         self._queue = np.empty(0, dtype=np.int64)
         self.engine = acquire(self.demo, self.settings)
         self._finalizer = weakref.finalize(self, release, self.engine)
-        self.engine.reset(self.seed, demos.effective_lr(self.demo, self.settings))
+        self.engine.reset(self.seed, config.effective_lr(self.demo.name, self.settings))
         self.hp = {k: tf.constant(v, tf.float32) for k, v in self.demo.hyperparameters(self.settings).items()}
         self.initial_weights = self.engine.weights()
         self.records: list[dict[str, Any]] = []

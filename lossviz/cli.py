@@ -1,0 +1,109 @@
+"""Command line: ``python -m lossviz train DEMO [--set KEY=VALUE]... [--steps N] [--seed S] [--out FILE.csv]``.
+
+A wrong demo, key or value exits with status 2 and one line that names what is allowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import Sequence
+
+from . import settings as config
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, status 2, no usage dump
+        self.exit(2, f"lossviz: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m lossviz", description="Explore custom Keras losses.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = sub.add_parser("train", help="train a demo and write one CSV row per step")
+    _add_run_arguments(train)
+    train.add_argument("--out", default="-", help="CSV file (default: standard output)")
+    train.add_argument("--stop-on-nonfinite", action="store_true",
+                       help="stop at the first step with a NaN or inf (default: keep going)")
+    return parser
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("demo", help=f"one of {', '.join(config.DEMO_NAMES)}")
+    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                   help="a demo or training setting; repeat for several")
+    p.add_argument("--steps", type=_positive_int, default=200)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def settings_from(demo: str, assignments: Sequence[str]) -> dict:
+    """Validated settings of ``demo`` from ``KEY=VALUE`` strings; raises :class:`config.SettingError`."""
+    overrides = dict(config.parse_assignment(a) for a in assignments)
+    return config.resolve(config.check_demo(demo), overrides)
+
+
+def _train(args) -> int:
+    from tqdm import tqdm
+
+    from . import records as rec
+    from .training import Trainer
+
+    with _output(args.out) as out, Trainer(args.demo, args.settings, seed=args.seed,
+                                           stop_on_nonfinite=args.stop_on_nonfinite) as trainer:
+        with tqdm(total=args.steps, unit="step", desc=args.demo, disable=None, file=sys.stderr) as bar:
+            for _ in trainer.run(args.steps):
+                bar.update(1)
+        rec.write_csv(trainer.records, out)
+        where = rec.describe_first_nonfinite(trainer.records)
+        print(f"{trainer.step} steps, final loss {trainer.records[-1]['loss']:.6g}; "
+              f"first non-finite: {where or 'none'}", file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def _output(path: str):
+    """Standard output for ``-``, else the file, opened before any work so a bad path fails at once."""
+    if path == "-":
+        yield sys.stdout
+    else:
+        with open(path, "w", newline="") as f:
+            yield f
+
+
+COMMANDS = {"train": _train}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        args.settings = settings_from(args.demo, args.assignments)
+    except config.SettingError as e:
+        print(f"lossviz: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except OSError as e:
+        print(f"lossviz: error: {e}", file=sys.stderr)
+        return 2

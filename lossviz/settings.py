@@ -1,0 +1,182 @@
+"""Settings of the demos: keys, defaults, allowed values and their checks, in plain Python.
+
+Nothing here imports TensorFlow, so a wrong demo, key or value is reported at once, in one line. A setting
+is *structural* when it changes the compiled graph (optimizer, mask mode, variant, alpha mode); the other
+settings are numbers fed to the compiled step, so changing them never retraces.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+DEMO_NAMES = ("policy-value", "two-branch", "sparse-penalty", "max-mse")
+
+
+class SettingError(ValueError):
+    """A wrong demo, key or value; the message is one line that names what is allowed."""
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str
+    default: Any
+    kind: str  # "float", "int", "choice", "alpha"
+    allowed: str  # words for the error message and the UI help
+    check: Callable[[Any], bool] = lambda v: True
+    choices: tuple[str, ...] = ()
+    structural: bool = False
+    log_scale: bool = False
+    help: str = ""
+
+    def parse(self, raw) -> Any:
+        """A typed, checked value from a string (CLI) or a Python value (pages, API)."""
+        value = raw
+        try:
+            if self.kind == "choice":
+                value = str(raw)
+                ok = value in self.choices
+            elif self.kind == "alpha":
+                if isinstance(raw, str) and raw in self.choices:
+                    return raw
+                value = float(raw)
+                ok = math.isfinite(value) and 0.0 <= value <= 1.0
+            elif self.kind == "int":
+                if isinstance(raw, float) and not raw.is_integer():
+                    raise ValueError
+                value = int(raw)
+                ok = self.check(value)
+            else:
+                value = float(raw)
+                ok = math.isfinite(value) and self.check(value)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise SettingError(f"{self.key}={raw!s} is not allowed: {self.key} must be {self.allowed}")
+        return value
+
+
+def _common(lr: float, batch_size: int = 32) -> list[Param]:
+    return [
+        Param("lr", lr, "float", "a finite number (negative means gradient ascent)", log_scale=True,
+              help="learning rate"),
+        Param("optimizer", "adam", "choice", "one of adam, sgd, rmsprop", choices=("adam", "sgd", "rmsprop"),
+              structural=True),
+        Param("batch_size", batch_size, "int", "an integer from 1 to 4096", lambda v: 1 <= v <= 4096),
+        Param("clipnorm", 0.0, "float", "a number >= 0 (0 = off)", lambda v: v >= 0,
+              help="clip each gradient tensor to this norm, as Keras' clipnorm"),
+        Param("clipvalue", 0.0, "float", "a number >= 0 (0 = off)", lambda v: v >= 0,
+              help="clip each gradient element to [-clipvalue, clipvalue]"),
+    ]
+
+
+_EPSILON_BCE = Param("epsilon", 1e-7, "float", "a number in (0, 0.5)", lambda v: 0 < v < 0.5, log_scale=True,
+                     help="clip p to [epsilon, 1 - epsilon]")
+_EPSILON_INV = Param("epsilon", 0.0, "float", "a number >= 0", lambda v: v >= 0,
+                     help="added to the squared residual of the inverse MSE")
+
+PARAMS: dict[str, tuple[Param, ...]] = {
+    "policy-value": (
+        *_common(lr=1e-3),
+        Param("c", 1e-4, "float", "a number >= 0", lambda v: v >= 0, log_scale=True,
+              help="L2 regularisation c in c||theta||^2 (kernels)"),
+        Param("mask", "logits", "choice", "one of logits, none, seed-answer",
+              choices=("logits", "none", "seed-answer"), structural=True,
+              help="logits: masked softmax; none: plain softmax; seed-answer: mask from pi == 1"),
+    ),
+    "two-branch": (
+        *_common(lr=1e-2),
+        Param("alpha", 0.5, "alpha", "a number in [0, 1], trainable or uncertainty",
+              choices=("trainable", "uncertainty"),
+              help="weight of branch 1; trainable: a variable clipped to [0, 1]; uncertainty: Kendall et al. 2018"),
+    ),
+    "sparse-penalty": (
+        *_common(lr=1e-3),
+        Param("variant", "logits", "choice", "one of naive, clipped, logits, batch-switch",
+              choices=("naive", "clipped", "logits", "batch-switch"), structural=True),
+        Param("penalty", 10.0, "float", "a number > 0", lambda v: v > 0, log_scale=True,
+              help="weight of each positive sample"),
+        _EPSILON_BCE,
+        Param("positive_rate", 0.02, "float", "a number in (0, 1)", lambda v: 0 < v < 1,
+              help="share of hours with an event"),
+    ),
+    "max-mse": (
+        *_common(lr=1e-2),
+        Param("variant", "neg-mse", "choice", "one of neg-mse, inverse-mse, neg-lr",
+              choices=("neg-mse", "inverse-mse", "neg-lr"), structural=True,
+              help="neg-mse: minimise -MSE; inverse-mse: minimise 1/MSE-style; neg-lr: MSE with lr < 0"),
+        _EPSILON_INV,
+    ),
+}
+
+
+def check_demo(name: str) -> str:
+    if name not in PARAMS:
+        raise SettingError(f"unknown demo {name!r}; allowed: {', '.join(DEMO_NAMES)}")
+    return name
+
+
+def keys(demo: str) -> tuple[str, ...]:
+    return tuple(p.key for p in PARAMS[check_demo(demo)])
+
+
+def param(demo: str, key: str) -> Param:
+    for p in PARAMS[check_demo(demo)]:
+        if p.key == key:
+            return p
+    raise SettingError(f"unknown key {key!r} for {demo}; allowed: {', '.join(keys(demo))}")
+
+
+def defaults(demo: str) -> dict[str, Any]:
+    return {p.key: p.default for p in PARAMS[check_demo(demo)]}
+
+
+def resolve(demo: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The demo's defaults with ``overrides`` parsed and checked; raises :class:`SettingError`."""
+    settings = defaults(demo)
+    for key, raw in (overrides or {}).items():
+        settings[key] = param(demo, key).parse(raw)
+    return settings
+
+
+def structure(demo: str, settings: Mapping[str, Any]) -> tuple:
+    """The settings that shape the compiled graph (the cache key of a built model and step)."""
+    items = []
+    for p in PARAMS[demo]:
+        value = settings[p.key]
+        if p.kind == "alpha":
+            items.append((p.key, value if isinstance(value, str) else "fixed"))
+        elif p.structural:
+            items.append((p.key, value))
+    return (demo, *items)
+
+
+def effective_lr(demo: str, settings: Mapping[str, Any]) -> float:
+    """The learning rate given to the optimizer: max-mse's neg-lr variant turns any lr into -|lr|."""
+    if demo == "max-mse" and settings["variant"] == "neg-lr":
+        return -abs(float(settings["lr"]))
+    return float(settings["lr"])
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """``"KEY=VALUE"`` -> ``(KEY, VALUE)``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise SettingError(f"--set takes KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def cli_command(demo: str, settings: Mapping[str, Any], steps: int, seed: int, command: str = "train") -> str:
+    """The ``python -m lossviz`` command that reproduces a run (only the keys that differ from defaults)."""
+    base = defaults(demo)
+    parts = ["python", "-m", "lossviz", command, demo]
+    for key in keys(demo):
+        if key in settings and settings[key] != base[key]:
+            parts += ["--set", f"{key}={_format_value(settings[key])}"]
+    parts += ["--steps", str(steps), "--seed", str(seed)]
+    return " ".join(parts)
+
+
+def _format_value(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
