@@ -95,6 +95,12 @@ def _as_vector(x):
 # ----------------------------------------------------------------------------- 1. policy / value
 
 
+def _legal(mask):
+    """A boolean mask from a 0/1 mask of any dtype (or a boolean one)."""
+    mask = ops.convert_to_tensor(mask)
+    return mask if mask.dtype == "bool" else ops.cast(mask, "float32") > 0
+
+
 def _legal_shift(logits, legal):
     """Logits minus the row max over legal moves (0 on illegal moves, and for a row with no legal move)."""
     row_max = ops.max(ops.where(legal, logits, -math.inf), axis=-1, keepdims=True)
@@ -110,7 +116,7 @@ def masked_softmax(logits, mask):
     with no legal move gives all zeros, never NaN.
     """
     logits = _float_tensor(logits)
-    legal = ops.convert_to_tensor(mask) > 0
+    legal = _legal(mask)
     exp = ops.where(legal, ops.exp(_legal_shift(logits, legal)), 0.0)
     total = ops.sum(exp, axis=-1, keepdims=True)
     return exp / ops.where(total > 0, total, 1.0)
@@ -123,7 +129,7 @@ def masked_log_softmax(logits, mask):
     with logit -1e4 gets about -1e4, not -inf. Illegal moves get ``-inf`` (their probability is 0).
     """
     logits = _float_tensor(logits)
-    legal = ops.convert_to_tensor(mask) > 0
+    legal = _legal(mask)
     shifted = _legal_shift(logits, legal)
     total = ops.sum(ops.where(legal, ops.exp(shifted), 0.0), axis=-1, keepdims=True)
     log_total = ops.log(ops.where(total > 0, total, 1.0))
@@ -285,7 +291,7 @@ class LegalMoveMask(keras.layers.Layer):
 
     def call(self, inputs):
         logits, mask = inputs
-        return ops.where(ops.cast(mask, "float32") > 0, logits, -math.inf)
+        return ops.where(_legal(mask), logits, -math.inf)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

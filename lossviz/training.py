@@ -4,6 +4,10 @@ Speed: several steps are fused in one ``tf.function`` call (a ``tf.while_loop``)
 global and per-layer gradient norms, non-finite counts and their place, alpha, metrics) is computed
 inside it and stacked into one float vector per step, and a chunk of records is fetched in one go.
 
+Reproducibility: weights, data and batch order come from seeded numpy generators, steps run strictly in
+order, and sums of many terms use ``reduce_sum`` (``add_n`` adds in no fixed order), so the same seed and
+settings give the same records, bit for bit.
+
 Memory: building a model and tracing a step per run leaks (see PITFALLS), so built *engines* (model,
 optimizer, traced step) are pooled per graph-shaping settings and reset for each run: weights from
 ``np.random.default_rng(seed)``, optimizer slots zeroed. An engine serves one trainer at a time, so
@@ -27,6 +31,8 @@ import keras
 
 from . import demos, models, settings as config
 from .data import Dataset
+
+
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 EVAL_SIZE = 1024
@@ -117,9 +123,10 @@ class Engine:
         grads = tape.gradient(loss, self.variables)
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.variables)]
 
-        squares = [tf.reduce_sum(tf.square(g)) for g in grads]
-        layer_norms = [tf.sqrt(tf.add_n([squares[i] for i in idx])) for idx in self.groups.values()]
-        global_norm = tf.sqrt(tf.add_n(squares))
+        # reduce_sum of a stacked vector, not add_n: add_n sums many inputs in no fixed order
+        squares = tf.stack([tf.reduce_sum(tf.square(g)) for g in grads])
+        layer_norms = [tf.sqrt(tf.reduce_sum(tf.gather(squares, idx))) for idx in self.groups.values()]
+        global_norm = tf.sqrt(tf.reduce_sum(squares))
         loss_bad = tf.cast(tf.logical_not(tf.math.is_finite(loss)), tf.int32)
         grad_bad = tf.stack([_count_nonfinite(g) for g in grads])
 
@@ -184,7 +191,8 @@ class Engine:
             def cond(i, seen, vectors, places):
                 return tf.logical_and(i < count, tf.logical_not(tf.logical_and(stop_on_nonfinite, seen)))
 
-            done, _, vectors, places = tf.while_loop(cond, body, (tf.constant(0), tf.constant(False), vectors, places))
+            done, _, vectors, places = tf.while_loop(  # steps in order: one update before the next forward
+                cond, body, (tf.constant(0), tf.constant(False), vectors, places), parallel_iterations=1)
             return vectors.stack()[:done], places.stack()[:done]
 
         self._fused = run
