@@ -32,8 +32,6 @@ import keras
 from . import demos, models, settings as config
 from .data import Dataset
 
-
-
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 EVAL_SIZE = 1024
 DEFAULT_CHUNK = 20
