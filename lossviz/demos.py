@@ -46,10 +46,7 @@ def _policy_value_terms(model, out, batch, hp, extra, settings):
 def _policy_value_metrics(model, out, batch, hp, extra, settings):
     x, _ = batch
     mask = x["mask"]
-    if settings["mask"] == "logits":
-        p = losses.masked_softmax(out["policy"], mask)
-    else:
-        p = ops.softmax(out["policy"], axis=-1)
+    p = policy_probabilities(out["policy"], mask, settings["mask"])
     return {"illegal_mass": ops.mean(ops.sum(p * (1.0 - mask), axis=-1))}
 
 
@@ -219,3 +216,11 @@ DEMOS: dict[str, Demo] = {
 
 def get_demo(name: str) -> Demo:
     return DEMOS[config.check_demo(name)]
+
+
+def policy_probabilities(policy_logits, mask, mode: str):
+    """The move probabilities a policy-value model of ``mode`` plays with: masked softmax for ``logits``,
+    plain softmax (illegal moves included) otherwise."""
+    if mode == "logits":
+        return losses.masked_softmax(policy_logits, mask)
+    return ops.softmax(policy_logits, axis=-1)

@@ -180,3 +180,15 @@ def cli_command(demo: str, settings: Mapping[str, Any], steps: int, seed: int, c
 
 def _format_value(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
+
+
+TRAINING_KEYS = ("lr", "optimizer", "batch_size", "clipnorm", "clipvalue")
+
+# The setting a comparison changes first, and to what: the question's own suggestion against the fix.
+COMPARE_KEY = {"policy-value": "mask", "two-branch": "alpha", "sparse-penalty": "variant", "max-mse": "variant"}
+COMPARE_DEFAULT: dict[str, dict[str, Any]] = {
+    "policy-value": {"mask": "seed-answer"},
+    "two-branch": {"alpha": "trainable"},
+    "sparse-penalty": {"variant": "naive"},
+    "max-mse": {"variant": "inverse-mse"},
+}

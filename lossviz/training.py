@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -301,14 +301,16 @@ class Trainer:
         idx, self._queue = self._queue[:need], self._queue[need:]
         return idx.reshape(count, b)
 
-    def run(self, steps: int, chunk: int = DEFAULT_CHUNK) -> Iterator[dict[str, Any]]:
-        """Train ``steps`` more steps (fewer if a non-finite value stops the run); yield each record."""
+    def run(self, steps: int, chunk: int = DEFAULT_CHUNK,
+            should_stop: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
+        """Train ``steps`` more steps; yield each record. Fewer steps when a non-finite value stops a
+        stop-on-nonfinite run, or when ``should_stop()`` turns true (checked between chunks)."""
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         fused = self.engine.fused(self.data, self.eval_set, tuple(self.hp))
         columns = self.layout.columns
         left = steps
-        while left > 0 and not self.stopped:
+        while left > 0 and not self.stopped and not (should_stop and should_stop()):
             k = min(chunk, left)
             idx = self._next_batches(k)
             batch = self.data.take(idx)
@@ -358,3 +360,48 @@ def train(demo: str, settings: Mapping[str, Any] | None = None, steps: int = 200
     """Run a whole training and return its records."""
     with Trainer(demo, settings, seed, stop_on_nonfinite) as trainer:
         return list(trainer.run(steps))
+
+
+class TrainingJob:
+    """A :class:`Trainer` running in a background thread, so a UI can redraw and stop it while it trains.
+
+    ``records`` grows as chunks complete (it is the trainer's own list); ``stop()`` ends the run after the
+    current chunk; ``error`` holds the message of an exception that ended it.
+    """
+
+    def __init__(self, demo: str, settings: Mapping[str, Any] | None, steps: int, seed: int = 0,
+                 stop_on_nonfinite: bool = False, chunk: int = DEFAULT_CHUNK):
+        self.trainer = Trainer(demo, settings, seed, stop_on_nonfinite)
+        self.steps = int(steps)
+        self.chunk = chunk
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name=f"lossviz-{demo}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            for _ in self.trainer.run(self.steps, self.chunk, should_stop=self._stop.is_set):
+                pass
+        except Exception as e:  # reported to the page, never raised into it
+            self.error = f"{type(e).__name__}: {e}"
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self.trainer.records
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def stopped_early(self) -> bool:
+        return not self.running and len(self.records) < self.steps
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends; True when it has ended."""
+        self._thread.join(timeout)
+        return not self.running

@@ -1,0 +1,238 @@
+"""Plotly figure builders. Each takes the trainer's records (lists of dicts) or a surfaces object.
+
+``runs`` is a mapping from a run's label (e.g. "A: variant=naive") to its records, so every chart can
+overlay a comparison. Non-finite values are never dropped silently: they are marked.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .surfaces import Curve, Surface
+
+Records = Sequence[dict[str, Any]]
+Runs = Mapping[str, Records]
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+DASHES = ("dash", "dot", "dashdot", "longdash")
+
+
+def frame(records: Records) -> pd.DataFrame:
+    return pd.DataFrame.from_records(list(records))
+
+
+def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.2), hovermode="x unified")
+    return fig
+
+
+def _finite(values) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(v), v, np.nan)
+
+
+def _nonfinite_marks(fig, df: pd.DataFrame, y_col: str, color: str, name: str, row=None, col=None) -> None:
+    """Red crosses at the steps with a non-finite value, drawn at the last finite height of ``y_col``."""
+    bad = df[df["nonfinite"] > 0]
+    if bad.empty:
+        return
+    height = pd.Series(_finite(df[y_col])).ffill().bfill().fillna(0.0).to_numpy()
+    where = df.index.get_indexer(bad.index)
+    text = [f"step {s}: {n} non-finite, first in {p or '?'}" for s, n, p in
+            zip(bad["step"], bad["nonfinite"], bad["first_nonfinite"])]
+    trace = go.Scatter(x=bad["step"], y=height[where], mode="markers", name=f"{name} non-finite",
+                       marker=dict(symbol="x", size=9, color="red", line=dict(color=color, width=1)),
+                       text=text, hoverinfo="text")
+    fig.add_trace(trace, row=row, col=col) if row else fig.add_trace(trace)
+
+
+def loss_chart(runs: Runs, log_y: bool = False) -> go.Figure:
+    """Total loss (solid) and each loss term (dashed) over steps, non-finite steps marked."""
+    fig = go.Figure()
+    for i, (label, records) in enumerate(runs.items()):
+        df = frame(records)
+        if df.empty:
+            continue
+        color = COLORS[i % len(COLORS)]
+        fig.add_trace(go.Scatter(x=df["step"], y=_finite(df["loss"]), name=f"{label} loss",
+                                 line=dict(color=color, width=2)))
+        terms = [c for c in df.columns if c.startswith("loss:")]
+        for j, term in enumerate(terms):
+            fig.add_trace(go.Scatter(x=df["step"], y=_finite(df[term]), name=f"{label} {term[5:]}",
+                                     line=dict(color=color, width=1, dash=DASHES[j % len(DASHES)])))
+        _nonfinite_marks(fig, df, "loss", color, label)
+        first = df[df["nonfinite"] > 0]
+        if not first.empty:
+            fig.add_vline(x=int(first["step"].iloc[0]), line=dict(color="red", dash="dot"),
+                          annotation_text=f"first NaN/inf ({label})", annotation_position="top left")
+    if log_y:
+        fig.update_yaxes(type="log")
+    fig.update_xaxes(title="step")
+    return _layout(fig, "Loss and its terms")
+
+
+def grad_norm_chart(runs: Runs) -> go.Figure:
+    """Global gradient norm (before clipping) over steps, log scale."""
+    fig = go.Figure()
+    for i, (label, records) in enumerate(runs.items()):
+        df = frame(records)
+        if df.empty:
+            continue
+        color = COLORS[i % len(COLORS)]
+        fig.add_trace(go.Scatter(x=df["step"], y=_finite(df["grad_norm"]), name=label, line=dict(color=color)))
+        _nonfinite_marks(fig, df, "grad_norm", color, label)
+    fig.update_yaxes(type="log", title="global gradient norm")
+    fig.update_xaxes(title="step")
+    return _layout(fig, "Gradient norm")
+
+
+def layer_heatmap(records: Records, label: str = "") -> go.Figure:
+    """Per-layer gradient norms, layers x steps, coloured by log10(norm); non-finite cells marked."""
+    df = frame(records)
+    layers = [c for c in df.columns if c.startswith("grad_norm:")]
+    values = df[layers].to_numpy(dtype=float).T if layers else np.zeros((0, 0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(np.isfinite(values) & (values > 0), np.log10(np.where(values > 0, values, 1.0)), np.nan)
+    names = [c[len("grad_norm:"):] for c in layers]
+    fig = go.Figure(go.Heatmap(z=logs, x=df["step"] if len(df) else [], y=names, colorscale="Viridis",
+                               colorbar=dict(title="log10 norm"), hoverongaps=False,
+                               hovertemplate="step %{x}<br>%{y}<br>log10 norm %{z:.2f}<extra></extra>"))
+    bad_layer, bad_step = np.nonzero(~np.isfinite(values)) if values.size else ([], [])
+    if len(bad_layer):
+        fig.add_trace(go.Scatter(x=df["step"].to_numpy()[bad_step], y=[names[i] for i in bad_layer], mode="markers",
+                                 marker=dict(symbol="x", color="red", size=6), name="non-finite"))
+    fig.update_xaxes(title="step")
+    return _layout(fig, f"Gradient norm per layer {label}".strip(), height=120 + 28 * max(len(names), 3))
+
+
+def metrics_chart(runs: Runs) -> go.Figure:
+    """One panel per metric (and alpha where the demo has one), every run overlaid."""
+    first = next((frame(r) for r in runs.values() if len(r)), pd.DataFrame())
+    names = [c for c in first.columns if c.startswith("metric:") or c == "alpha"]
+    fig = make_subplots(rows=1, cols=max(len(names), 1), subplot_titles=[n.replace("metric:", "") for n in names])
+    for i, (label, records) in enumerate(runs.items()):
+        df = frame(records)
+        for j, name in enumerate(names):
+            if name in df:
+                fig.add_trace(go.Scatter(x=df["step"], y=_finite(df[name]), name=label, legendgroup=label,
+                                         showlegend=j == 0, line=dict(color=COLORS[i % len(COLORS)])),
+                              row=1, col=j + 1)
+    fig.update_xaxes(title="step")
+    return _layout(fig, "Metrics", height=320)
+
+
+def curves_chart(curves: Sequence[Curve], title: str = "The loss over its input") -> go.Figure:
+    """Each curve (top) and its derivative (bottom), one column per input; non-finite points marked."""
+    inputs = list(dict.fromkeys(c.x_label for c in curves))
+    fig = make_subplots(rows=2, cols=len(inputs), shared_xaxes=True, row_titles=["loss", "derivative"],
+                        vertical_spacing=0.08)
+    for i, c in enumerate(curves):
+        col = inputs.index(c.x_label) + 1
+        for row, values in ((1, c.y), (2, c.dy)):
+            finite = _finite(values)
+            fig.add_trace(go.Scatter(x=c.x, y=finite, name=c.name, legendgroup=c.name, showlegend=row == 1,
+                                     line=dict(color=COLORS[i % len(COLORS)])), row=row, col=col)
+            bad = ~np.isfinite(values)
+            if bad.any():  # drawn at the edge of the finite range, on the side of their sign
+                edge = np.nanmax(np.abs(finite)) if np.isfinite(finite).any() else 1.0
+                signs = np.where(np.isnan(values[bad]), 1.0, np.sign(values[bad]))
+                fig.add_trace(go.Scatter(x=c.x[bad], y=signs * edge, mode="markers", showlegend=False,
+                                         marker=dict(symbol="x", color="red", size=10),
+                                         text=[_word(v) for v in values[bad]], hoverinfo="text+x"), row=row, col=col)
+        fig.update_xaxes(title=c.x_label, row=2, col=col)
+    fig.update_layout(hovermode="closest")
+    return _layout(fig, title, height=480)
+
+
+def _word(v: float) -> str:
+    return "NaN" if math.isnan(v) else ("+inf" if v > 0 else "-inf")
+
+
+def surface_chart(surface: Surface) -> go.Figure:
+    fig = go.Figure(go.Contour(z=surface.z, x=surface.x, y=surface.y, colorscale="Viridis",
+                               contours=dict(showlabels=True), colorbar=dict(title="loss")))
+    fig.update_xaxes(title=surface.x_label)
+    fig.update_yaxes(title=surface.y_label)
+    return _layout(fig, f"Loss over its inputs, {surface.name}", height=380)
+
+
+def branch_trajectory(runs: Runs) -> go.Figure:
+    """The (L1, L2) path of the two-branch loss during training, one line per run, markers by step."""
+    fig = go.Figure()
+    for i, (label, records) in enumerate(runs.items()):
+        df = frame(records)
+        if df.empty or "loss:branch_1" not in df:
+            continue
+        fig.add_trace(go.Scatter(x=_finite(df["loss:branch_1"]), y=_finite(df["loss:branch_2"]), mode="lines+markers",
+                                 name=label, line=dict(color=COLORS[i % len(COLORS)], width=1),
+                                 marker=dict(size=4, color=df["step"], colorscale="Greys", showscale=False),
+                                 text=[f"step {s}, alpha {a:.3f}" for s, a in zip(df["step"], df.get("alpha", df["step"] * 0))],
+                                 hoverinfo="text+x+y"))
+        fig.add_trace(go.Scatter(x=[_finite(df["loss:branch_1"])[-1]], y=[_finite(df["loss:branch_2"])[-1]],
+                                 mode="markers", marker=dict(size=12, symbol="star", color=COLORS[i % len(COLORS)]),
+                                 name=f"{label} end", showlegend=False))
+    fig.update_xaxes(title="L1 (regression)")
+    fig.update_yaxes(title="L2 (classification)")
+    fig.update_layout(hovermode="closest")
+    return _layout(fig, "(L1, L2) trajectory")
+
+
+def board_chart(pi: np.ndarray, p: np.ndarray, mask: np.ndarray) -> go.Figure:
+    """One position: target pi and predicted p over the 32 moves (25 cells on a 5x5 board, and 7 special
+    moves as bars below it), illegal moves hatched."""
+    def grid(v):
+        return np.asarray(v[:25], dtype=float).reshape(5, 5)
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["target pi", "predicted p"], horizontal_spacing=0.12)
+    for col, values in ((1, pi), (2, p)):
+        z = grid(values)
+        fig.add_trace(go.Heatmap(z=z, zmin=0, zmax=max(float(np.max(pi)), float(np.max(p)), 1e-6),
+                                 colorscale="Blues", showscale=col == 2, hoverongaps=False,
+                                 hovertemplate="row %{y} col %{x}<br>%{z:.3f}<extra></extra>"), row=1, col=col)
+        specials = np.asarray(values[25:])
+        fig.add_trace(go.Bar(x=[f"s{k}" for k in range(len(specials))], y=specials, showlegend=False,
+                             marker=dict(color=["#c7c7c7" if m == 0 else "#4a90d9" for m in mask[25:]],
+                                         pattern=dict(shape=["/" if m == 0 else "" for m in mask[25:]])),
+                             xaxis=f"x{col + 2}", yaxis=f"y{col + 2}"))
+        for cell in np.flatnonzero(np.asarray(mask[:25]) == 0):
+            r, c = divmod(int(cell), 5)
+            for d in (-0.25, 0.0, 0.25):  # hatching: three diagonal strokes per illegal cell
+                fig.add_shape(type="line", x0=c - 0.45 + d, y0=r - 0.45, x1=c + 0.45 + d, y1=r + 0.45,
+                              line=dict(color="grey", width=1), row=1, col=col)
+    fig.update_layout(xaxis3=dict(domain=[0.0, 0.44], anchor="y3"), yaxis3=dict(domain=[0.0, 0.18], anchor="x3"),
+                      xaxis4=dict(domain=[0.56, 1.0], anchor="y4"), yaxis4=dict(domain=[0.0, 0.18], anchor="x4"))
+    fig.update_yaxes(domain=[0.28, 1.0], autorange="reversed", row=1, col=1)
+    fig.update_yaxes(domain=[0.28, 1.0], autorange="reversed", row=1, col=2)
+    fig.update_layout(hovermode="closest")
+    return _layout(fig, "A position: illegal moves hatched (special moves below)", height=460)
+
+
+def prediction_histogram(probabilities: np.ndarray, labels: np.ndarray) -> go.Figure:
+    """Histogram of predicted probabilities, positives and negatives apart (log count)."""
+    p = np.asarray(probabilities).ravel()
+    y = np.asarray(labels).ravel() > 0.5
+    fig = go.Figure()
+    bins = dict(start=0.0, end=1.0, size=0.02)
+    fig.add_trace(go.Histogram(x=_finite(p[~y]), name=f"negatives ({(~y).sum()})", xbins=bins, opacity=0.6))
+    fig.add_trace(go.Histogram(x=_finite(p[y]), name=f"positives ({y.sum()})", xbins=bins, opacity=0.7))
+    fig.update_layout(barmode="overlay", hovermode="closest")
+    fig.update_yaxes(type="log", title="count")
+    fig.update_xaxes(title="predicted probability", range=[0, 1])
+    return _layout(fig, "Predicted probabilities")
+
+
+def prediction_scatter(predictions: np.ndarray, targets: np.ndarray) -> go.Figure:
+    """Predictions against targets with the diagonal: a maximiser moves its points away from it."""
+    p, y = np.asarray(predictions).ravel(), np.asarray(targets).ravel()
+    fig = go.Figure(go.Scatter(x=y, y=_finite(p), mode="markers", marker=dict(size=4, opacity=0.6), name="samples"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="grey", dash="dash"), name="y = target"))
+    fig.update_xaxes(title="target", range=[0, 1])
+    fig.update_yaxes(title="prediction", range=[-0.02, 1.02])
+    fig.update_layout(hovermode="closest")
+    return _layout(fig, f"MSE {np.nanmean((p - y) ** 2):.4f}")

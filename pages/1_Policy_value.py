@@ -1,0 +1,25 @@
+"""Masked policy/value loss (AlphaGo Zero): the mask modes, side by side."""
+
+import numpy as np
+import streamlit as st
+
+import dashboard
+
+
+def board_view(jobs):
+    charts, demos, _, _, _ = dashboard._lib()
+    st.subheader("A position: target pi against the predicted p")
+    first = next(iter(jobs.values())).trainer
+    index = st.number_input("position", 0, len(first.data) - 1, 0, key="policy-value:position")
+    for name, job in jobs.items():
+        trainer = job.trainer
+        out = trainer.predict(trainer.data.take(slice(index, index + 1)))
+        mask = trainer.data.inputs["mask"][index:index + 1]
+        p = demos.policy_probabilities(out["policy"], mask, trainer.settings["mask"])
+        st.markdown(f"**{name}**")
+        st.plotly_chart(charts.board_chart(trainer.data.targets["pi"][index], np.asarray(p)[0], mask[0]),
+                        key=f"board_{name}")
+
+
+st.set_page_config(page_title="lossviz - policy/value", layout="wide")
+dashboard.demo_page("policy-value", board_view)

@@ -1,0 +1,99 @@
+"""The dashboard in a real headless Chromium: every page trains and draws, with no exception box.
+
+Starts ``streamlit run app.py`` on a free local port and drives Debian's Chromium with Playwright.
+Screenshots go to ``test-artifacts/`` (the ones in ``docs/`` were taken this way).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+PAGES = {"home": "", "policy_value": "Policy_value", "two_branch": "Two_branch",
+         "sparse_penalty": "Sparse_penalty", "max_mse": "Max_MSE"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run does it)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def _no_exception(page):
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_home_page(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 3400})
+    page.goto(server)
+    page.get_by_text("Open Sparse-penalty binary cross-entropy").wait_for(timeout=60_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    _no_exception(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.parametrize("name", [k for k in PAGES if k != "home"])
+def test_page_trains_and_draws(server, browser, name):
+    page = browser.new_page(viewport={"width": 1400, "height": 3400})
+    page.goto(f"{server}/{PAGES[name]}")
+    page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
+    steps = page.get_by_label("steps")
+    steps.fill("120")
+    steps.press("Enter")
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text("Download A as CSV").wait_for(timeout=120_000)
+    page.locator(".js-plotly-plot").nth(4).wait_for(timeout=30_000)
+    _no_exception(page)
+    assert page.get_by_text("120 / 120 steps").count() >= 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.close()

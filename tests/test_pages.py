@@ -1,0 +1,123 @@
+"""Every page under streamlit's AppTest: renders, trains with a small budget, shows errors for bad input."""
+
+import time
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT
+
+PAGES = {
+    "policy-value": "pages/1_Policy_value.py",
+    "two-branch": "pages/2_Two_branch.py",
+    "sparse-penalty": "pages/3_Sparse_penalty.py",
+    "max-mse": "pages/4_Max_MSE.py",
+}
+
+
+def _app(path: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / path), default_timeout=120)  # absolute: see PITFALLS
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _finish(at: AppTest, demo: str) -> None:
+    """Rerun until this session's training jobs have ended (the browser's fragment would redraw)."""
+    deadline = time.time() + 120
+    while any(job.running for job in at.session_state["jobs"][demo].values()):
+        assert time.time() < deadline, "training did not finish"
+        time.sleep(0.2)
+        at.run()
+    at.run()
+
+
+def _text_input(at: AppTest, label: str):
+    return next(w for w in at.sidebar.text_input if w.label.startswith(label))
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_home_page_renders_a_card_per_family():
+    at = _app("app.py")
+    assert len(at.get("plotly_chart")) == 4
+    assert len(at.latex) == 4
+    assert not at.error
+
+
+@pytest.mark.parametrize("demo", PAGES)
+def test_page_trains_and_shows_charts_and_table(demo):
+    at = _app(PAGES[demo])
+    assert not at.error
+    assert at.info and "press Train" in at.info[0].value
+    at.sidebar.number_input(key=f"{demo}:steps").set_value(30)
+    _button(at, "Train").click()
+    at.run()
+    _finish(at, demo)
+    assert not at.exception and not at.error
+    names = [e.proto.spec for e in at.get("plotly_chart")]
+    assert len(names) >= 5  # analytic curve, loss, gradient norm, metrics, heatmap, page view
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 30
+    assert any(f"python -m lossviz train {demo}" in c.value for c in at.code)
+    records = list(at.session_state["jobs"][demo].values())[0].records
+    assert [r["step"] for r in records] == list(range(1, 31))
+
+
+def test_rerun_does_not_retrain():
+    at = _app(PAGES["max-mse"])
+    at.sidebar.number_input(key="max-mse:steps").set_value(10)
+    _button(at, "Train").click()
+    at.run()
+    _finish(at, "max-mse")
+    job = list(at.session_state["jobs"]["max-mse"].values())[0]
+    at.run()
+    at.sidebar.checkbox(key="max-mse:stop_nan").check().run()
+    assert list(at.session_state["jobs"]["max-mse"].values())[0] is job
+
+
+def test_compare_overlays_two_runs_with_the_same_seed():
+    at = _app(PAGES["sparse-penalty"])
+    at.sidebar.number_input(key="sparse-penalty:steps").set_value(20)
+    _text_input(at, "lr").set_value("0.05")
+    at.sidebar.checkbox(key="sparse-penalty:compare").check().run()
+    _button(at, "Train").click()
+    at.run()
+    _finish(at, "sparse-penalty")
+    jobs = at.session_state["jobs"]["sparse-penalty"]
+    assert len(jobs) == 2
+    a, b = jobs.values()
+    assert a.trainer.settings["variant"] == "logits" and b.trainer.settings["variant"] == "naive"
+    # same seed: same data, same initial weights, same first batch (the loss differs only in rounding)
+    assert all(np.array_equal(x, y) for x, y in zip(a.trainer.initial_weights, b.trainer.initial_weights))
+    assert np.array_equal(a.trainer.data.targets["y"], b.trainer.data.targets["y"])
+    assert a.records[0]["loss"] == pytest.approx(b.records[0]["loss"], rel=1e-6)
+    assert not at.exception
+    # the naive run breaks: the NaN panel names the step, the place and the cause
+    panel = " ".join(e.value for e in at.error)
+    assert "first NaN/inf at step 3, in the loss" in panel and "variant=naive" in panel
+    assert len(at.dataframe) == 2
+
+
+@pytest.mark.parametrize("demo, label, value, words", [
+    ("sparse-penalty", "epsilon", "0", "epsilon must be a number in (0, 0.5)"),
+    ("sparse-penalty", "lr", "nan", "lr must be a finite number"),
+    ("policy-value", "c", "-1", "c must be a number >= 0"),
+    ("two-branch", "alpha value", "1.5", "alpha must be a number in [0, 1]"),
+    ("max-mse", "batch_size", "abc", "batch_size must be an integer"),
+])
+def test_bad_input_shows_an_error_not_a_traceback(demo, label, value, words):
+    at = _app(PAGES[demo])
+    _text_input(at, label).set_value(value).run()
+    assert not at.exception
+    assert any(words in e.value for e in at.error)
+    assert _button(at, "Train").disabled
+
+
+def test_zero_steps_is_refused():
+    at = _app(PAGES["two-branch"])
+    at.sidebar.number_input(key="two-branch:steps").set_value(0).run()
+    assert any("steps must be an integer >= 1" in e.value for e in at.error)
+    assert _button(at, "Train").disabled
