@@ -224,7 +224,8 @@ def prediction_histogram(probabilities: np.ndarray, labels: np.ndarray) -> go.Fi
     fig.update_layout(barmode="overlay", hovermode="closest")
     fig.update_yaxes(type="log", title="count")
     fig.update_xaxes(title="predicted probability", range=[0, 1])
-    return _layout(fig, "Predicted probabilities")
+    bad = int((~np.isfinite(p)).sum())
+    return _layout(fig, "Predicted probabilities" + (f" ({bad} of {len(p)} are NaN/inf, not drawn)" if bad else ""))
 
 
 def prediction_scatter(predictions: np.ndarray, targets: np.ndarray) -> go.Figure:
