@@ -237,3 +237,73 @@ def prediction_scatter(predictions: np.ndarray, targets: np.ndarray) -> go.Figur
     fig.update_yaxes(title="prediction", range=[-0.02, 1.02])
     fig.update_layout(hovermode="closest")
     return _layout(fig, f"MSE {np.nanmean((p - y) ** 2):.4f}")
+
+
+def _landscape_z(landscape):
+    z = np.asarray(landscape.loss, dtype=float)
+    return np.where(np.isfinite(z), z, np.nan), ~np.isfinite(z)
+
+
+def _nonfinite_grid_marks(landscape, bad) -> go.Scatter | None:
+    if not bad.any():
+        return None
+    grid_a, grid_b = np.meshgrid(landscape.alpha, landscape.beta)
+    words = [_word(v) for v in np.asarray(landscape.loss)[bad]]
+    return go.Scatter(x=grid_a[bad], y=grid_b[bad], mode="markers", name=f"non-finite ({int(bad.sum())})",
+                      marker=dict(symbol="x", color="red", size=7), text=words, hoverinfo="text+x+y")
+
+
+def landscape_contour(landscape, log_scale: bool = False) -> go.Figure:
+    """Contour of the loss over the plane; the training path on top for a PCA landscape; non-finite points
+    marked with red crosses (never filled in)."""
+    z, bad = _landscape_z(landscape)
+    shown = np.log10(np.maximum(z - np.nanmin(z), 0) + 1e-6) if log_scale and np.isfinite(z).any() else z
+    fig = go.Figure(go.Contour(x=landscape.alpha, y=landscape.beta, z=shown, colorscale="Viridis", ncontours=30,
+                               colorbar=dict(title="log10(loss - min)" if log_scale else "loss"),
+                               customdata=z, hovertemplate="a %{x:.3f}<br>b %{y:.3f}<br>loss %{customdata:.5g}"
+                                                           "<extra></extra>"))
+    marks = _nonfinite_grid_marks(landscape, bad)
+    if marks is not None:
+        fig.add_trace(marks)
+    if landscape.trajectory is not None:
+        path = landscape.trajectory
+        fig.add_trace(go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name="training path",
+                                 line=dict(color="white", width=2), marker=dict(size=5, color="orange"),
+                                 text=[f"step {s}" for s in landscape.trajectory_steps], hoverinfo="text"))
+        fig.add_trace(go.Scatter(x=[path[0, 0]], y=[path[0, 1]], mode="markers", name="start",
+                                 marker=dict(size=12, symbol="circle-open", color="orange")))
+    if landscape.kind == "pca" and landscape.explained:
+        a, b = landscape.explained
+        title = f"Loss on the PCA plane of the training path ({a:.0%} and {b:.0%} of the variance)"
+        axes = ("1st PCA direction", "2nd PCA direction")
+    else:
+        title, axes = "Loss landscape, two filter-normalised random directions", ("direction 1", "direction 2")
+    fig.update_xaxes(title=axes[0])
+    fig.update_yaxes(title=axes[1])
+    fig.update_layout(hovermode="closest")
+    return _layout(fig, title, height=480)
+
+
+def landscape_surface(landscape) -> go.Figure:
+    """The same grid as a 3-D surface (non-finite points leave holes, counted in the title)."""
+    z, bad = _landscape_z(landscape)
+    fig = go.Figure(go.Surface(x=landscape.alpha, y=landscape.beta, z=z, colorscale="Viridis", showscale=False))
+    fig.update_layout(scene=dict(xaxis_title="direction 1", yaxis_title="direction 2", zaxis_title="loss"))
+    holes = f" ({int(bad.sum())} non-finite points not drawn)" if bad.any() else ""
+    return _layout(fig, "Loss surface" + holes, height=480)
+
+
+def interpolation_chart(curve: Curve) -> go.Figure:
+    """The loss along the straight line from the initial (t = 0) to the final (t = 1) weights."""
+    fig = go.Figure(go.Scatter(x=curve.x, y=_finite(curve.y), mode="lines+markers", name="loss"))
+    bad = ~np.isfinite(curve.y)
+    if bad.any():
+        edge = np.nanmax(_finite(curve.y)) if np.isfinite(curve.y).any() else 1.0
+        fig.add_trace(go.Scatter(x=curve.x[bad], y=np.full(bad.sum(), edge), mode="markers", name="non-finite",
+                                 marker=dict(symbol="x", color="red", size=9)))
+    for t, name in ((0.0, "initial"), (1.0, "final")):
+        fig.add_vline(x=t, line=dict(color="grey", dash="dot"), annotation_text=name)
+    fig.update_xaxes(title=curve.x_label)
+    fig.update_yaxes(title="loss")
+    fig.update_layout(hovermode="closest")
+    return _layout(fig, "Linear interpolation, initial to final weights (Goodfellow et al. 2015)")

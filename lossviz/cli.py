@@ -26,7 +26,29 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="-", help="CSV file (default: standard output)")
     train.add_argument("--stop-on-nonfinite", action="store_true",
                        help="stop at the first step with a NaN or inf (default: keep going)")
+    land = sub.add_parser("landscape", help="train as train does, then write the loss on a 2-D grid around the weights")
+    _add_run_arguments(land)
+    land.add_argument("--resolution", type=_resolution, default=41, help="grid points per axis (2 to 201)")
+    land.add_argument("--span", type=_positive_float, default=1.0, help="the grid covers [-span, span]^2")
+    land.add_argument("--out", required=True, help="CSV file with columns alpha, beta, loss")
     return parser
+
+
+def _resolution(text: str) -> int:
+    value = _int(text)
+    if not 2 <= value <= 201:
+        raise argparse.ArgumentTypeError(f"must be an integer from 2 to 201, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -92,7 +114,28 @@ def _output(path: str):
             yield f
 
 
-COMMANDS = {"train": _train}
+def _landscape(args) -> int:
+    from tqdm import tqdm
+
+    from . import records as rec
+    from .surfaces import random_landscape
+    from .training import Trainer
+
+    with _output(args.out) as out, Trainer(args.demo, args.settings, seed=args.seed) as trainer:
+        with tqdm(total=args.steps, unit="step", desc=f"{args.demo} train", disable=None, file=sys.stderr) as bar:
+            for _ in trainer.run(args.steps):
+                bar.update(1)
+        with tqdm(total=args.resolution ** 2, unit="point", desc="landscape", disable=None, file=sys.stderr) as bar:
+            landscape = random_landscape(trainer, args.resolution, args.span, seed=args.seed,
+                                         on_progress=lambda f: bar.update(round(f * bar.total) - bar.n))
+        rows = list(landscape.rows())
+        rec.write_csv(rows, out, header=["alpha", "beta", "loss"])
+        bad = sum(1 for r in rows if r["loss"] != r["loss"] or abs(r["loss"]) == float("inf"))
+        print(f"{len(rows)} grid points after {trainer.step} steps; {bad} non-finite", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": _train, "landscape": _landscape}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

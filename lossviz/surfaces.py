@@ -137,3 +137,192 @@ CURVES: dict[str, Callable[[Mapping[str, Any]], list[Curve]]] = {
 
 def curves(demo: str, settings: Mapping[str, Any]) -> list[Curve]:
     return CURVES[demo](settings)
+
+
+def policy_value_surface(settings: Mapping[str, Any], n: int = 61) -> Surface:
+    """The per-sample policy/value loss over (value error z - v, logit gap of the target move), 3 legal moves."""
+    err = np.linspace(-2.0, 2.0, n)
+    gap = np.linspace(-8.0, 8.0, n)
+    grid_e, grid_g = np.meshgrid(err, gap)
+    logits = np.zeros((grid_g.size, 3), np.float32)
+    logits[:, 0] = grid_g.ravel()
+    pi = np.tile(np.array([[1.0, 0.0, 0.0]], np.float32), (grid_g.size, 1))
+    z = grid_e.ravel().astype(np.float32)
+    loss = np.asarray(losses.policy_value_loss(pi, logits, np.ones_like(pi), z, np.zeros_like(z)))
+    return Surface("one target move among 3 legal", err, gap, loss.reshape(grid_g.shape), "value error z - v",
+                   "logit gap of the target move")
+
+
+# ----------------------------------------------------------------------------- the trained model's landscape
+#
+# Li, Xu, Taylor, Studer, Goldstein (2018), "Visualizing the Loss Landscape of Neural Nets": the loss on a
+# plane through the trained weights, spanned by two random directions normalised filter by filter, and the
+# training trajectory projected on the top two PCA directions of the weight snapshots. Goodfellow, Vinyals,
+# Saxe (2015): the loss along the straight line from the initial to the final weights.
+
+
+@dataclass(frozen=True)
+class Landscape:
+    alpha: np.ndarray  # coordinates along the first direction
+    beta: np.ndarray  # along the second
+    loss: np.ndarray  # (len(beta), len(alpha)); non-finite values kept
+    kind: str  # "random" (filter-normalised) or "pca"
+    trajectory: np.ndarray | None = None  # (T, 2) coordinates of the weight snapshots
+    trajectory_steps: np.ndarray | None = None
+    explained: tuple[float, float] | None = None  # PCA variance ratios
+
+    def rows(self):
+        """``(alpha, beta, loss)`` per grid point, alpha varying fastest."""
+        for j, b in enumerate(self.beta):
+            for i, a in enumerate(self.alpha):
+                yield {"alpha": float(a), "beta": float(b), "loss": float(self.loss[j, i])}
+
+
+def filter_normalized_direction(weights: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """A Gaussian direction with each filter rescaled to the norm of the matching weight filter.
+
+    A filter is a slice along the last axis (a conv output channel, a dense output unit). One-dimensional
+    weights (biases) and scalars get a zero direction, as in Li et al.'s default for biases.
+    """
+    direction = []
+    for w in weights:
+        w = np.asarray(w, dtype=np.float64)
+        if w.ndim <= 1:
+            direction.append(np.zeros(w.shape, np.float32))
+            continue
+        d = rng.standard_normal(w.shape)
+        axes = tuple(range(w.ndim - 1))
+        w_norm = np.sqrt(np.sum(w ** 2, axis=axes, keepdims=True))
+        d_norm = np.sqrt(np.sum(d ** 2, axis=axes, keepdims=True))
+        direction.append((d * w_norm / np.maximum(d_norm, 1e-12)).astype(np.float32))
+    return direction
+
+
+def _flat(values: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.ravel(v) for v in values]).astype(np.float64)
+
+
+def _unflat(vector: np.ndarray, like: list[np.ndarray]) -> list[np.ndarray]:
+    out, i = [], 0
+    for v in like:
+        n = int(np.prod(np.shape(v)))
+        out.append(vector[i:i + n].reshape(np.shape(v)).astype(np.float32))
+        i += n
+    return out
+
+
+class LossGrid:
+    """The loss of a trainer's model at ``center + a * d1 + b * d2`` for many (a, b) per compiled call.
+
+    Each call evaluates up to ``points_per_call`` grid points with ``tf.vectorized_map``; the weights are
+    substituted through ``keras.StatelessScope``, so the model's own variables are never touched. The loss is
+    the demo's total loss on the first ``samples`` rows of the run's fixed evaluation sample.
+    """
+
+    def __init__(self, trainer, samples: int = 128, points_per_call: int = 256):
+        self.engine = trainer.engine
+        self.batch = trainer.eval_set.take(slice(0, samples))
+        self.hp = trainer.hp
+        self.points_per_call = points_per_call
+        self._fn = _grid_function(self.engine)
+
+    def __call__(self, center, d1, d2, coords: np.ndarray, on_progress: Callable[[float], None] | None = None):
+        as_tensors = lambda values: [tf.constant(v, tf.float32) for v in values]  # noqa: E731
+        center, d1, d2 = as_tensors(center), as_tensors(d1), as_tensors(d2)
+        coords = np.asarray(coords, np.float32).reshape(-1, 2)
+        out = []
+        for start in range(0, len(coords), self.points_per_call):
+            chunk = coords[start:start + self.points_per_call]
+            padded = np.repeat(chunk, 2, axis=0) if len(chunk) == 1 else chunk  # pfor fails on one point
+            values = self._fn(center, d1, d2, tf.constant(padded), self.batch.inputs, self.batch.targets, self.hp)
+            out.append(values.numpy()[: len(chunk)])
+            if on_progress:
+                on_progress(min((start + len(chunk)) / len(coords), 1.0))
+        return np.concatenate(out).astype(np.float64)
+
+    def loss_at(self, weights) -> float:
+        """The same loss at one set of weights (the grid's centre value, for checks)."""
+        zeros = [np.zeros_like(w) for w in weights]
+        return float(self(weights, zeros, zeros, np.zeros((1, 2)))[0])
+
+
+def _grid_function(engine):
+    """One traced function per engine (cached on it): shapes are fixed by the engine's model."""
+    if getattr(engine, "_grid_fn", None) is not None:
+        return engine._grid_fn
+    import keras
+
+    variables = engine.variables
+
+    @tf.function(reduce_retracing=True)
+    def grid(center, d1, d2, coords, inputs, targets, hp):
+        def loss_at(ab):
+            values = [c + ab[0] * x + ab[1] * y for c, x, y in zip(center, d1, d2)]
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                out = engine.model(inputs, training=False)
+                _, total = engine.demo.terms(engine.model, out, (inputs, targets), hp, engine.extra, engine.settings)
+            return tf.cast(tf.reshape(total, ()), tf.float32)
+
+        # convolutions with per-point filters fall back to a loop inside the graph; the rest is vectorised
+        return tf.vectorized_map(loss_at, coords, fallback_to_while_loop=True)
+
+    engine._grid_fn = grid
+    return grid
+
+
+def _square_grid(resolution: int, low_a, high_a, low_b, high_b):
+    alpha = np.linspace(low_a, high_a, resolution)
+    beta = np.linspace(low_b, high_b, resolution)
+    grid_a, grid_b = np.meshgrid(alpha, beta)
+    return alpha, beta, np.stack([grid_a.ravel(), grid_b.ravel()], axis=1)
+
+
+def random_landscape(trainer, resolution: int = 41, span: float = 1.0, seed: int = 0, samples: int = 128,
+                     on_progress=None) -> Landscape:
+    """The loss on ``[-span, span]^2`` around the current weights, along two filter-normalised random
+    directions drawn from ``default_rng(seed)``."""
+    _check_resolution(resolution)
+    center = trainer.engine.weights()
+    rng = np.random.default_rng(seed)
+    d1, d2 = filter_normalized_direction(center, rng), filter_normalized_direction(center, rng)
+    alpha, beta, coords = _square_grid(resolution, -span, span, -span, span)
+    loss = LossGrid(trainer, samples)(center, d1, d2, coords, on_progress)
+    return Landscape(alpha, beta, loss.reshape(resolution, resolution), "random")
+
+
+def trajectory_landscape(trainer, resolution: int = 41, margin: float = 0.25, samples: int = 128,
+                         on_progress=None) -> Landscape:
+    """The loss on the plane of the top two PCA directions of ``w_i - w_final`` over the weight snapshots,
+    centred on the final weights, with the snapshots projected on it (the training path)."""
+    _check_resolution(resolution)
+    final = trainer.engine.weights()
+    steps = np.array([s for s, _ in trainer.snapshots])
+    diffs = np.stack([_flat(w) - _flat(final) for _, w in trainer.snapshots])
+    if len(diffs) < 3 or not np.all(np.isfinite(diffs)):
+        raise ValueError("the trajectory needs at least 3 finite weight snapshots: train longer, without NaN")
+    _, singular, vt = np.linalg.svd(diffs, full_matrices=False)
+    directions = vt[:2]
+    path = diffs @ directions.T
+    variance = singular ** 2
+    explained = tuple(float(v) for v in variance[:2] / variance.sum())
+    low, high = path.min(axis=0), path.max(axis=0)
+    pad = margin * np.maximum(high - low, 1e-3)
+    alpha, beta, coords = _square_grid(resolution, low[0] - pad[0], high[0] + pad[0], low[1] - pad[1], high[1] + pad[1])
+    d1, d2 = _unflat(directions[0], final), _unflat(directions[1], final)
+    loss = LossGrid(trainer, samples)(final, d1, d2, coords, on_progress)
+    return Landscape(alpha, beta, loss.reshape(resolution, resolution), "pca", path, steps, explained)
+
+
+def interpolation(trainer, points: int = 41, low: float = -0.25, high: float = 1.25, samples: int = 128) -> Curve:
+    """The loss along ``(1 - t) w_initial + t w_final`` (Goodfellow, Vinyals, Saxe 2015)."""
+    start, end = trainer.initial_weights, trainer.engine.weights()
+    direction = [e - s for s, e in zip(start, end)]
+    zeros = [np.zeros_like(w) for w in start]
+    t = np.linspace(low, high, points)
+    loss = LossGrid(trainer, samples)(start, direction, zeros, np.stack([t, np.zeros_like(t)], axis=1))
+    return Curve("initial -> final", t, loss, np.gradient(loss, t), "t (0 = initial, 1 = final weights)")
+
+
+def _check_resolution(resolution: int) -> None:
+    if not 2 <= resolution <= 201:
+        raise ValueError(f"resolution must be an integer from 2 to 201, got {resolution}")

@@ -35,6 +35,7 @@ from .data import Dataset
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 EVAL_SIZE = 1024
 DEFAULT_CHUNK = 20
+MAX_SNAPSHOTS = 200
 
 
 @dataclass
@@ -271,6 +272,7 @@ class Trainer:
         self.engine.reset(self.seed, config.effective_lr(self.demo.name, self.settings))
         self.hp = {k: tf.constant(v, tf.float32) for k, v in self.demo.hyperparameters(self.settings).items()}
         self.initial_weights = self.engine.weights()
+        self.snapshots: list[tuple[int, list[np.ndarray]]] = [(0, self.initial_weights)]  # after each chunk
         self.records: list[dict[str, Any]] = []
         self.stopped = False  # set once a non-finite step ends a stop-on-nonfinite run
 
@@ -322,9 +324,17 @@ class Trainer:
                 record = self._record(columns, vector, int(code))
                 self.records.append(record)
                 yield record
+            if len(vectors):
+                self._snapshot()
             if self.stop_on_nonfinite and len(vectors) and vectors[-1][columns.index("nonfinite")] > 0:
                 self.stopped = True
             left -= k
+
+    def _snapshot(self) -> None:
+        """Keep the weights for the training trajectory; past MAX_SNAPSHOTS, thin out every other one."""
+        self.snapshots.append((self.step, self.engine.weights()))
+        if len(self.snapshots) > MAX_SNAPSHOTS:
+            self.snapshots = self.snapshots[:-1:2] + self.snapshots[-1:]
 
     def _record(self, columns, vector, code) -> dict[str, Any]:
         place, kind = self.layout.place(code)
