@@ -70,7 +70,7 @@ def _no_exception(page):
 
 
 def test_home_page(server, browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 3400})
+    page = browser.new_page(viewport={"width": 1400, "height": 4600})
     page.goto(server)
     page.get_by_text("Open Sparse-penalty binary cross-entropy").wait_for(timeout=60_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
@@ -82,7 +82,7 @@ def test_home_page(server, browser):
 
 @pytest.mark.parametrize("name", [k for k in PAGES if k != "home"])
 def test_page_trains_and_draws(server, browser, name):
-    page = browser.new_page(viewport={"width": 1400, "height": 3400})
+    page = browser.new_page(viewport={"width": 1400, "height": 4600})
     page.goto(f"{server}/{PAGES[name]}")
     page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
     steps = page.get_by_label("steps")
@@ -103,6 +103,10 @@ def test_page_trains_and_draws(server, browser, name):
     page.locator(".js-plotly-plot").nth(4).wait_for(timeout=30_000)
     _no_exception(page)
     assert page.get_by_text("120 / 120 steps").count() >= 1
+    if name == "policy_value":  # the landscape, computed on demand in the browser
+        page.get_by_role("button", name="Compute landscape").click()
+        page.get_by_text("Loss on the PCA plane of the training path").wait_for(timeout=120_000)
+        _no_exception(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     page.close()

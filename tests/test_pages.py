@@ -121,3 +121,21 @@ def test_zero_steps_is_refused():
     at.sidebar.number_input(key="two-branch:steps").set_value(0).run()
     assert any("steps must be an integer >= 1" in e.value for e in at.error)
     assert _button(at, "Train").disabled
+
+
+def test_landscape_section_on_demand():
+    at = _app(PAGES["two-branch"])
+    at.sidebar.number_input(key="two-branch:steps").set_value(60)
+    _button(at, "Train").click()
+    at.run()
+    _finish(at, "two-branch")
+    before = len(at.get("plotly_chart"))
+    at.slider(key="two-branch:resolution").set_value(11)
+    _button(at, "Compute landscape").click()
+    at.run()
+    assert not at.exception
+    stored = at.session_state["two-branch:landscape"]
+    assert stored["random"].loss.shape == (11, 11) and stored["pca"].loss.shape == (11, 11)
+    assert len(at.get("plotly_chart")) == before + 4  # contour, 3-D surface, PCA plane with path, interpolation
+    at.run()  # a rerun keeps the landscape without recomputing it
+    assert at.session_state["two-branch:landscape"] is stored
