@@ -81,21 +81,25 @@ def two_branch_surface_figure(settings_items: tuple):
 
 
 def _widget(demo: str, p: config.Param, prefix: str, default: Any = None) -> Any:
-    """One control for a setting; numbers are typed as text so any input (NaN, 1e-3) reaches validation."""
+    """One control for a setting; numbers are typed as text so any input (NaN, 1e-3) reaches validation.
+    Defaults go through ``st.session_state`` only, so a configuration loaded from a stability map can
+    replace them."""
     key = f"{prefix}{demo}:{p.key}"
     default = p.default if default is None else default
     label = p.key + (" (log scale)" if p.log_scale else "")
     if p.kind == "choice":
-        return st.selectbox(label, p.choices, index=p.choices.index(default), key=key, help=p.help or p.allowed)
+        st.session_state.setdefault(key, default)
+        return st.selectbox(label, p.choices, key=key, help=p.help or p.allowed)
     if p.kind == "alpha":
         modes = ("number", *p.choices)
-        mode = st.selectbox("alpha", modes, index=modes.index(default if isinstance(default, str) else "number"),
-                            key=key + ":mode", help=p.help)
+        st.session_state.setdefault(key + ":mode", default if isinstance(default, str) else "number")
+        mode = st.selectbox("alpha", modes, key=key + ":mode", help=p.help)
         if mode != "number":
             return mode
-        value = default if not isinstance(default, str) else p.default
-        return st.text_input("alpha value", str(value), key=key, help=p.allowed)
-    return st.text_input(label, _text(default), key=key, help=(p.help + "; " if p.help else "") + p.allowed)
+        st.session_state.setdefault(key, _text(default if not isinstance(default, str) else p.default))
+        return st.text_input("alpha value", key=key, help=p.allowed)
+    st.session_state.setdefault(key, _text(default))
+    return st.text_input(label, key=key, help=(p.help + "; " if p.help else "") + p.allowed)
 
 
 def _text(value) -> str:
@@ -104,6 +108,7 @@ def _text(value) -> str:
 
 def sidebar(demo: str) -> dict[str, Any]:
     """Draw the controls; return the raw values, the run length, the seed and the comparison override."""
+    _apply_pending(demo)
     params = config.PARAMS[demo]
     own = [p for p in params if p.key not in config.TRAINING_KEYS]
     training = [p for p in params if p.key in config.TRAINING_KEYS]
@@ -112,7 +117,8 @@ def sidebar(demo: str) -> dict[str, Any]:
         raw = {p.key: _widget(demo, p, "") for p in own}
         st.header("Training")
         raw.update({p.key: _widget(demo, p, "") for p in training})
-        steps = st.number_input("steps", min_value=0, max_value=20000, value=300, step=50, key=f"{demo}:steps")
+        st.session_state.setdefault(f"{demo}:steps", 300)
+        steps = st.number_input("steps", min_value=0, max_value=20000, step=50, key=f"{demo}:steps")
         seed = st.number_input("seed", min_value=0, max_value=2**31 - 1, value=0, key=f"{demo}:seed")
         stop_nan = st.checkbox("stop at the first NaN/inf", value=False, key=f"{demo}:stop_nan")
         st.header("Compare")
@@ -200,10 +206,11 @@ def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> Non
             job.stop()
     if not jobs:
         st.info("Set the loss and the training on the left, then press Train.")
-        return
-    _live(demo, running)
-    if not any(job.running for job in jobs.values()):
-        _after(demo, jobs, extra_view)
+    else:
+        _live(demo, running)
+        if not any(job.running for job in jobs.values()):
+            _after(demo, jobs, extra_view)
+    _stability_section(demo, runs.get("A"), choice["seed"])
 
 
 def _live(demo: str, running: bool) -> None:
@@ -307,6 +314,146 @@ def _landscape_section(demo: str, jobs: dict[str, Any], meta: dict) -> None:
     else:
         left.warning(stored["warning"])
     right.plotly_chart(charts.interpolation_chart(stored["interpolation"]), key=f"{demo}:land_interp")
+
+
+def _apply_pending(demo: str) -> None:
+    """Put a configuration chosen on the stability map into the sidebar's widgets (before they are drawn)."""
+    pending = st.session_state.pop(f"{demo}:pending", None)
+    if not pending:
+        return
+    st.session_state[f"{demo}:steps"] = pending.pop("steps")
+    for key, value in pending.items():
+        p = config.param(demo, key)
+        if p.kind == "alpha":
+            st.session_state[f"{demo}:{key}:mode"] = value if isinstance(value, str) else "number"
+            if not isinstance(value, str):
+                st.session_state[f"{demo}:{key}"] = _text(value)
+        elif p.kind == "choice":
+            st.session_state[f"{demo}:{key}"] = value
+        else:
+            st.session_state[f"{demo}:{key}"] = _text(value)
+
+
+def _axis_values(demo: str, key: str, slot: str) -> list[Any] | None:
+    """Controls for the values of one swept setting: a choice list, or a numeric range (log-spaced for lr,
+    penalty, epsilon, c). Returns the raw values, or None after showing what is wrong."""
+    import numpy as np
+
+    p = config.param(demo, key)
+    if p.kind == "choice":
+        return st.multiselect(f"{key} values", p.choices, default=list(p.choices), key=f"{demo}:sweep:{slot}:values")
+    if p.kind == "alpha":
+        text = st.text_input(f"{key} values (comma separated)", "0.1,0.5,0.9,trainable,uncertainty",
+                             key=f"{demo}:sweep:{slot}:text")
+        return [v.strip() for v in text.split(",") if v.strip()]
+    low_default = p.default / 100 if p.log_scale and p.default > 0 else (p.default if p.default else 0.0)
+    high_default = p.default * 10 if p.log_scale and p.default > 0 else (p.default * 4 if p.default else 1.0)
+    a, b, c = st.columns(3)
+    low = a.text_input(f"{key} from", _text(low_default), key=f"{demo}:sweep:{slot}:low")
+    high = b.text_input(f"{key} to", _text(high_default), key=f"{demo}:sweep:{slot}:high")
+    count = c.number_input(f"{key} points", 1, 12, 4, key=f"{demo}:sweep:{slot}:count")
+    log = st.checkbox(f"log scale for {key}", value=p.log_scale, key=f"{demo}:sweep:{slot}:log")
+    try:
+        lo, hi = p.parse(low), p.parse(high)
+        if log and (lo <= 0 or hi <= 0):
+            raise config.SettingError(f"a log-scale range of {key} needs values > 0")
+    except config.SettingError as e:
+        st.error(str(e))
+        return None
+    values = np.geomspace(lo, hi, count) if log else np.linspace(lo, hi, count)
+    if p.kind == "int":
+        return sorted({int(round(v)) for v in values})
+    return [float(f"{v:.3g}") for v in values]
+
+
+def _stability_section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
+    """Sweep one or two settings, watch the cells fill in, load a cell into the sidebar."""
+    from lossviz import sweep as sweeps
+
+    charts = _lib()[0]
+    st.subheader("Stability map")
+    st.caption("Where does this loss train, stall or go NaN? Every cell is a run with the same seed and data, "
+               "in worker processes on all cores.")
+    if base is None:
+        st.info("Fix the settings on the left first: the sweep starts from them.")
+        return
+    keys = list(config.keys(demo))
+    c1, c2, c3 = st.columns(3)
+    key_x = c1.selectbox("first setting", keys, index=keys.index("lr"), key=f"{demo}:sweep:x")
+    others = ["(none)"] + [k for k in keys if k != key_x]
+    default_y = config.COMPARE_KEY[demo] if config.COMPARE_KEY[demo] != key_x else "(none)"
+    key_y = c2.selectbox("second setting", others, index=others.index(default_y), key=f"{demo}:sweep:y")
+    steps = c3.number_input("steps per run", 1, 5000, 100, step=50, key=f"{demo}:sweep:steps")
+    values_x = _axis_values(demo, key_x, "x")
+    values_y = _axis_values(demo, key_y, "y") if key_y != "(none)" else None
+    grids = [(key_x, values_x)] + ([(key_y, values_y)] if key_y != "(none)" else [])
+    job = st.session_state.get(f"{demo}:sweep_job")
+    running = job is not None and job.running
+    b1, b2, _ = st.columns([1, 1, 4])
+    if b1.button("Sweep", disabled=running, key=f"{demo}:sweep:start"):
+        if any(not v for _, v in grids):
+            st.error("choose at least one value for every swept setting")
+        else:
+            try:
+                job = sweeps.SweepJob(demo, grids, {k: v for k, v in base.items() if k not in dict(grids)},
+                                      int(steps), seed)
+                st.session_state[f"{demo}:sweep_job"] = job
+                running = True
+            except config.SettingError as e:
+                st.error(str(e))
+    if b2.button("Stop sweep", disabled=not running, key=f"{demo}:sweep:stop"):
+        job.stop()
+    if job is None:
+        return
+    color_options = ["final_loss", "best_loss", f"metric:{config.MAIN_METRIC[demo]}", "max_grad_norm"]
+    color = st.selectbox("colour by", color_options, key=f"{demo}:sweep:color")
+
+    @st.fragment(run_every=REDRAW_SECONDS if running else None)
+    def live_map():
+        rows = job.finished_rows()
+        st.progress(len(rows) / max(len(job.points), 1), text=f"{len(rows)} of {len(job.points)} runs"
+                    + (" (stopped)" if not job.running and len(rows) < len(job.points) else ""))
+        if job.error:
+            st.error(f"the sweep ended with an error: {job.error}")
+        x_vals = [v for v in job.grids[0][1]]
+        y_vals = job.grids[1][1] if len(job.grids) > 1 else None
+        event = st.plotly_chart(charts.stability_map(rows, [k for k, _ in job.grids], x_vals, y_vals, color),
+                                key=f"{demo}:sweep:map", on_select="rerun", selection_mode="points")
+        picked = _picked_row(event, rows, job)
+        if picked is not None:
+            _load(demo, job, picked)
+        if running and not job.running:
+            st.rerun()
+
+    live_map()
+    rows = job.finished_rows()
+    if not rows or job.running:
+        return
+    st.dataframe(_lib()[0].frame(rows), key=f"{demo}:sweep:table")
+    names = [", ".join(f"{k}={r[k]}" for k, _ in job.grids) + f" ({r['status']})" for r in rows]
+    chosen = st.selectbox("configuration", range(len(rows)), format_func=names.__getitem__, key=f"{demo}:sweep:pick")
+    if st.button("Load into the sidebar", key=f"{demo}:sweep:load"):
+        _load(demo, job, rows[chosen])
+    st.code(sweeps.cli_command(demo, job.grids, job.base, job.steps, job.seed), language="bash")
+    st.download_button("Download the sweep as CSV", _lib()[2].to_csv(rows), file_name=f"lossviz-sweep-{demo}.csv",
+                       mime="text/csv", key=f"{demo}:sweep:download")
+
+
+def _picked_row(event, rows, job):
+    points = getattr(getattr(event, "selection", None), "points", None) or []
+    if not points:
+        return None
+    x, y = str(points[0].get("x")), str(points[0].get("y", ""))
+    for row in rows:
+        if str(row[job.grids[0][0]]) == x and (len(job.grids) < 2 or str(row[job.grids[1][0]]) == y):
+            return row
+    return None
+
+
+def _load(demo: str, job, row: dict[str, Any]) -> None:
+    settings = config.resolve(demo, {**job.base, **{k: row[k] for k, _ in job.grids}})
+    st.session_state[f"{demo}:pending"] = {**settings, "steps": job.steps}
+    st.rerun()
 
 
 def _fmt(x: float) -> str:

@@ -23,7 +23,11 @@ DASHES = ("dash", "dot", "dashdot", "longdash")
 
 
 def frame(records: Records) -> pd.DataFrame:
-    return pd.DataFrame.from_records(list(records))
+    """Records as a table; a column mixing text and numbers (e.g. "" for "no NaN" and a step) becomes text."""
+    df = pd.DataFrame.from_records(list(records))
+    for column in df.columns[df.dtypes == object]:
+        df[column] = df[column].astype(str)
+    return df
 
 
 def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
@@ -202,9 +206,7 @@ def board_chart(pi: np.ndarray, p: np.ndarray, mask: np.ndarray) -> go.Figure:
                              xaxis=f"x{col + 2}", yaxis=f"y{col + 2}"))
         for cell in np.flatnonzero(np.asarray(mask[:25]) == 0):
             r, c = divmod(int(cell), 5)
-            for d in (-0.25, 0.0, 0.25):  # hatching: three diagonal strokes per illegal cell
-                fig.add_shape(type="line", x0=c - 0.45 + d, y0=r - 0.45, x1=c + 0.45 + d, y1=r + 0.45,
-                              line=dict(color="grey", width=1), row=1, col=col)
+            _hatch(fig, c, r, row=1, col=col)
     fig.update_layout(xaxis3=dict(domain=[0.0, 0.44], anchor="y3"), yaxis3=dict(domain=[0.0, 0.18], anchor="x3"),
                       xaxis4=dict(domain=[0.56, 1.0], anchor="y4"), yaxis4=dict(domain=[0.0, 0.18], anchor="x4"))
     fig.update_yaxes(domain=[0.28, 1.0], autorange="reversed", row=1, col=1)
@@ -307,3 +309,50 @@ def interpolation_chart(curve: Curve) -> go.Figure:
     fig.update_yaxes(title="loss")
     fig.update_layout(hovermode="closest")
     return _layout(fig, "Linear interpolation, initial to final weights (Goodfellow et al. 2015)")
+
+
+def stability_map(rows: Sequence[dict[str, Any]], keys: Sequence[str], x_values: Sequence[Any],
+                  y_values: Sequence[Any] | None, color: str = "final_loss") -> go.Figure:
+    """A cell per grid point coloured by ``color``; diverged cells labelled with the step of the first NaN,
+    stalled cells hatched, error cells labelled; cells not finished yet stay empty. Hover shows the row."""
+    y_values = list(y_values) if y_values is not None else [""]
+    nx, ny = len(x_values), len(y_values)
+    z = np.full((ny, nx), np.nan)
+    text = np.full((ny, nx), "", dtype=object)
+    hover = np.full((ny, nx), "not run yet", dtype=object)
+    cells = {}
+    for row in rows:
+        i = list(map(str, x_values)).index(str(row[keys[0]]))
+        j = list(map(str, y_values)).index(str(row[keys[1]])) if len(keys) > 1 else 0
+        cells[(j, i)] = row
+        value = row.get(color, np.nan)
+        if row["status"] in ("ok", "stalled") and isinstance(value, (int, float)) and math.isfinite(value):
+            z[j, i] = value
+        text[j, i] = {"diverged": f"NaN@{row['first_nonfinite_step']}", "stalled": "stalled",
+                      "error": "error"}.get(row["status"], "")
+        hover[j, i] = "<br>".join(f"{k}: {_cell_text(v)}" for k, v in row.items() if v != "")
+    fig = go.Figure(go.Heatmap(z=z, x=[str(v) for v in x_values], y=[str(v) for v in y_values], text=text,
+                               texttemplate="%{text}", customdata=hover, colorscale="Viridis",
+                               colorbar=dict(title=color.replace("metric:", "")), hoverongaps=True,
+                               hovertemplate="%{customdata}<extra></extra>", xgap=2, ygap=2))
+    for (j, i), row in cells.items():
+        if row["status"] == "diverged":
+            fig.add_shape(type="rect", x0=i - 0.5, x1=i + 0.5, y0=j - 0.5, y1=j + 0.5, line=dict(color="red", width=2))
+        if row["status"] == "stalled":
+            _hatch(fig, i, j)
+    fig.update_xaxes(title=keys[0], type="category")
+    fig.update_yaxes(title=keys[1] if len(keys) > 1 else "", type="category")
+    fig.update_layout(hovermode="closest")
+    done = len(rows)
+    return _layout(fig, f"Stability map: {done} of {nx * ny} runs, coloured by {color}", height=200 + 60 * ny)
+
+
+def _hatch(fig: go.Figure, x: float, y: float, **where) -> None:
+    """Three diagonal strokes inside the unit cell centred on (x, y)."""
+    for d in (0.0, 0.3, 0.6):
+        fig.add_shape(type="line", x0=x - 0.45 + d, y0=y - 0.45, x1=x - 0.15 + d, y1=y + 0.45,
+                      line=dict(color="grey", width=1), **where)
+
+
+def _cell_text(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

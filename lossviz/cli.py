@@ -31,6 +31,14 @@ def _parser() -> argparse.ArgumentParser:
     land.add_argument("--resolution", type=_resolution, default=41, help="grid points per axis (2 to 201)")
     land.add_argument("--span", type=_positive_float, default=1.0, help="the grid covers [-span, span]^2")
     land.add_argument("--out", required=True, help="CSV file with columns alpha, beta, loss")
+    sweep = sub.add_parser("sweep", help="train every point of a grid over one or two settings; one CSV row per point")
+    _add_run_arguments(sweep)
+    sweep.add_argument("--grid", dest="grids", action="append", required=True, metavar="KEY=V1,V2,...",
+                       help="a setting and its values; give one or two")
+    sweep.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local")
+    sweep.add_argument("--address", default=None, help="Ray address: auto or ray://host:10001 (backend ray)")
+    sweep.add_argument("--out", required=True, help="CSV file, one row per grid point")
     return parser
 
 
@@ -135,13 +143,38 @@ def _landscape(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "landscape": _landscape}
+def _sweep(args) -> int:
+    from tqdm import tqdm
+
+    from . import records as rec
+    from .sweep import summary_columns, sweep
+
+    with _output(args.out) as out, tqdm(total=len(args.points), unit="run", desc=f"{args.demo} sweep",
+                                        disable=None, file=sys.stderr) as bar:
+        rows = sweep(args.demo, args.grid_values, base=args.overrides, steps=args.steps, seed=args.seed,
+                     jobs=args.jobs, backend=args.backend, address=args.address,
+                     on_row=lambda i, row: bar.update(1))
+        rec.write_csv(rows, out, header=[k for k, _ in args.grid_values] + summary_columns(args.demo))
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "diverged", "stalled", "error")}
+    print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": _train, "landscape": _landscape, "sweep": _sweep}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         args.settings = settings_from(args.demo, args.assignments)
+        args.overrides = dict(config.parse_assignment(a) for a in args.assignments)
+        if args.command == "sweep":
+            from .sweep import grid_points, parse_grid
+
+            args.grid_values = [parse_grid(g) for g in args.grids]
+            if len(args.grid_values) > 2:
+                raise config.SettingError("give one or two --grid settings")
+            args.points = grid_points(args.demo, args.grid_values, args.overrides)
     except config.SettingError as e:
         print(f"lossviz: error: {e}", file=sys.stderr)
         return 2

@@ -192,3 +192,6 @@ COMPARE_DEFAULT: dict[str, dict[str, Any]] = {
     "sparse-penalty": {"variant": "naive"},
     "max-mse": {"variant": "inverse-mse"},
 }
+
+# The metric a stability map reports by default, per demo.
+MAIN_METRIC = {"policy-value": "illegal_mass", "two-branch": "accuracy", "sparse-penalty": "recall", "max-mse": "mse"}

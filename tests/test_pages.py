@@ -139,3 +139,41 @@ def test_landscape_section_on_demand():
     assert len(at.get("plotly_chart")) == before + 4  # contour, 3-D surface, PCA plane with path, interpolation
     at.run()  # a rerun keeps the landscape without recomputing it
     assert at.session_state["two-branch:landscape"] is stored
+
+
+def test_stability_map_section_with_a_tiny_grid():
+    at = _app(PAGES["sparse-penalty"])
+    at.selectbox(key="sparse-penalty:sweep:y").set_value("variant").run()
+    at.multiselect(key="sparse-penalty:sweep:y:values").set_value(["naive", "logits"]).run()
+    at.text_input(key="sparse-penalty:sweep:x:low").set_value("0.001").run()
+    at.text_input(key="sparse-penalty:sweep:x:high").set_value("0.05").run()
+    at.number_input(key="sparse-penalty:sweep:x:count").set_value(2).run()
+    at.number_input(key="sparse-penalty:sweep:steps").set_value(40).run()
+    _button(at, "Sweep").click().run()
+    job = at.session_state["sparse-penalty:sweep_job"]
+    deadline = time.time() + 120
+    while job.running:
+        assert time.time() < deadline
+        time.sleep(0.3)
+        at.run()
+    at.run()
+    assert not at.exception and not at.error
+    rows = job.finished_rows()
+    assert [(r["lr"], r["variant"]) for r in rows] == [(0.001, "naive"), (0.001, "logits"), (0.05, "naive"),
+                                                      (0.05, "logits")]
+    assert rows[2]["status"] == "diverged" and rows[2]["first_nonfinite_step"] == 3
+    assert any("python -m lossviz sweep sparse-penalty --grid lr=0.001,0.05 --grid variant=naive,logits" in c.value
+               for c in at.code)
+    # load the diverged cell into the sidebar
+    at.selectbox(key="sparse-penalty:sweep:pick").set_value(2).run()
+    _button(at, "Load into the sidebar").click().run()
+    assert not at.exception
+    assert _text_input(at, "lr").value == "0.05"
+    assert at.sidebar.selectbox(key="sparse-penalty:variant").value == "naive"
+
+
+def test_stability_map_refuses_a_bad_range():
+    at = _app(PAGES["policy-value"])
+    at.text_input(key="policy-value:sweep:x:low").set_value("-1").run()
+    assert not at.exception
+    assert any("log-scale range of lr needs values > 0" in e.value for e in at.error)

@@ -1,0 +1,227 @@
+"""Stability maps: train a demo at every point of a grid over one or two settings and summarise each run.
+
+Every point runs in a worker process with TensorFlow pinned to one thread (float sums can depend on the
+thread count), with the same seed and data, so the rows do not depend on the backend or the number of
+jobs. Local sweeps use joblib's loky process pool (all cores by default, nothing to start); the same sweep
+runs on a Ray cluster as Ray tasks (``backend="ray"``, ``address="auto"`` or ``"ray://host:10001"``).
+This module imports TensorFlow only inside the workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from concurrent.futures import FIRST_COMPLETED, wait
+from typing import Any, Callable, Mapping, Sequence
+
+from . import settings as config
+
+WORKER_ENV = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+              "TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "tensorflow"}
+STATUSES = ("ok", "diverged", "stalled", "error")
+
+
+def summary_columns(demo: str) -> list[str]:
+    return ["status", "final_loss", "best_loss", f"metric:{config.MAIN_METRIC[demo]}", "first_nonfinite_step",
+            "first_nonfinite", "max_grad_norm", "steps", "message"]
+
+
+def parse_grid(text: str) -> tuple[str, list[str]]:
+    """``"KEY=V1,V2,..."`` -> ``(KEY, [V1, V2, ...])``."""
+    key, values = config.parse_assignment(text)
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not items:
+        raise config.SettingError(f"--grid {key}= needs at least one value, e.g. {key}=V1,V2")
+    return key, items
+
+
+def grid_points(demo: str, grids: Sequence[tuple[str, Sequence[Any]]],
+                base: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every combination of the grid values (the first key varies slowest), each checked now, so a bad key
+    or value fails before any training. Returns the grid values of each point."""
+    config.check_demo(demo)
+    keys = [k for k, _ in grids]
+    if len(set(keys)) != len(keys):
+        raise config.SettingError(f"a --grid key appears twice: {', '.join(keys)}")
+    points = []
+    for combo in itertools.product(*[values for _, values in grids]):
+        point = dict(zip(keys, combo))
+        config.resolve(demo, {**(base or {}), **point})  # raises SettingError naming what is allowed
+        points.append(point)
+    return points
+
+
+def summarise(demo: str, settings: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One run in one row: final and best loss, main metric, first non-finite step and place, max gradient
+    norm, and ``ok`` | ``diverged`` (a non-finite value) | ``stalled`` (no progress since step 1: the mean
+    loss of the last tenth of the run is not below the loss at step 1; one batch is too noisy to judge)."""
+    losses = [r["loss"] for r in records]
+    finite = [x for x in losses if math.isfinite(x)]
+    norms = [r["grad_norm"] for r in records if math.isfinite(r["grad_norm"])]
+    first = next((r for r in records if r["nonfinite"] > 0), None)
+    # the optimizer minimises sign * loss: a negative learning rate (neg-lr) climbs the loss
+    sign = 1.0 if config.effective_lr(demo, settings) >= 0 else -1.0
+    if first is not None:
+        status = "diverged"
+    elif len(losses) < 2 or not sign * (_tail_mean(losses) - losses[0]) < 0:
+        status = "stalled"
+    else:
+        status = "ok"
+    best = (min(finite) if sign > 0 else max(finite)) if finite else math.nan
+    main = f"metric:{config.MAIN_METRIC[demo]}"
+    return {
+        "status": status,
+        "final_loss": losses[-1] if losses else math.nan,
+        "best_loss": best,
+        main: records[-1][main] if records else math.nan,
+        "first_nonfinite_step": first["step"] if first else "",
+        "first_nonfinite": first["first_nonfinite"] if first else "",
+        "max_grad_norm": max(norms) if norms else math.nan,
+        "steps": len(records),
+        "message": "",
+    }
+
+
+def _tail_mean(values: Sequence[float]) -> float:
+    tail = values[-max(1, len(values) // 10):]
+    return sum(tail) / len(tail)
+
+
+def run_point(demo: str, overrides: Mapping[str, Any], steps: int, seed: int) -> dict[str, Any]:
+    """Train one grid point (in a worker) and summarise it; an exception becomes a row with status error."""
+    for key, value in WORKER_ENV.items():
+        os.environ.setdefault(key, value)
+    settings = config.resolve(demo, overrides)
+    try:
+        from .training import train
+
+        return summarise(demo, settings, train(demo, settings, steps=steps, seed=seed))
+    except Exception as e:  # the sweep goes on
+        row = {c: math.nan for c in summary_columns(demo)}
+        row.update(status="error", first_nonfinite_step="", first_nonfinite="", steps=0,
+                   message=f"{type(e).__name__}: {e}")
+        return row
+
+
+def sweep(demo: str, grids: Sequence[tuple[str, Sequence[Any]]], base: Mapping[str, Any] | None = None,
+          steps: int = 200, seed: int = 0, jobs: int | None = None, backend: str = "local",
+          address: str | None = None, on_row: Callable[[int, dict[str, Any]], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+    """Run the grid and return one row per point, in grid order: the grid values, then the summary.
+
+    ``on_row(index, row)`` is called as each point finishes (in any order). ``should_stop()`` is polled:
+    once true, points not started are cancelled and only the finished rows are returned.
+    """
+    points = grid_points(demo, grids, base)
+    if backend not in ("local", "ray"):
+        raise config.SettingError(f"backend must be local or ray, got {backend!r}")
+    if steps < 1:
+        raise config.SettingError(f"steps must be >= 1, got {steps}")
+    tasks = [({**(base or {}), **p}, p) for p in points]
+    run = _run_ray if backend == "ray" else _run_local
+    results: dict[int, dict[str, Any]] = {}
+
+    def done(index: int, summary: dict[str, Any]) -> None:
+        row = {**tasks[index][1], **summary}
+        results[index] = row
+        if on_row:
+            on_row(index, row)
+
+    run(demo, [t for t, _ in tasks], steps, seed, jobs, address, done, should_stop or (lambda: False))
+    return [results[i] for i in sorted(results)]
+
+
+def _run_local(demo, overrides, steps, seed, jobs, address, done, should_stop) -> None:
+    """joblib's loky pool, one worker per core, kept between sweeps (a worker imports TensorFlow and traces
+    its models once); ``jobs`` caps the runs in flight, so changing it never restarts the workers."""
+    from joblib.externals.loky import get_reusable_executor
+
+    cores = os.cpu_count() or 1
+    in_flight = max(1, min(jobs or cores, len(overrides)))
+    executor = get_reusable_executor(max_workers=max(cores, in_flight), env=WORKER_ENV, timeout=600)
+    queue = list(enumerate(overrides))
+    running: dict[Any, int] = {}
+    while queue or running:
+        while queue and len(running) < in_flight and not should_stop():
+            index, o = queue.pop(0)
+            running[executor.submit(run_point, demo, o, steps, seed)] = index
+        if not running:
+            return  # stopped before anything else started
+        finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+        for future in finished:
+            done(running.pop(future), future.result())
+        if should_stop():
+            queue.clear()  # points not started are dropped; the running ones finish and are kept
+
+
+def _run_ray(demo, overrides, steps, seed, jobs, address, done, should_stop) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        here = os.path.dirname(os.path.abspath(__file__))
+        ray.init(address=address, runtime_env={"env_vars": WORKER_ENV, "py_modules": [here]},
+                 include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(run_point)
+    refs = {remote.remote(demo, o, steps, seed): i for i, o in enumerate(overrides)}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1, timeout=0.2)
+        for ref in ready:
+            done(refs[ref], ray.get(ref))
+        if should_stop():
+            for ref in pending:
+                ray.cancel(ref)
+            return
+
+
+def cli_command(demo: str, grids: Sequence[tuple[str, Sequence[Any]]], base: Mapping[str, Any], steps: int,
+                seed: int) -> str:
+    """The ``python -m lossviz sweep`` command that reproduces a sweep."""
+    parts = ["python", "-m", "lossviz", "sweep", demo]
+    for key, values in grids:
+        parts += ["--grid", f"{key}=" + ",".join(str(v) for v in values)]
+    defaults = config.defaults(demo)
+    for key, value in base.items():
+        if key not in dict(grids) and value != defaults.get(key):
+            parts += ["--set", f"{key}={value}"]
+    return " ".join(parts + ["--steps", str(steps), "--seed", str(seed), "--out", f"sweep-{demo}.csv"])
+
+
+
+class SweepJob:
+    """A sweep in a background thread: ``rows`` fills in as points finish (by grid index); ``stop()`` cancels
+    the points not started yet."""
+
+    def __init__(self, demo: str, grids, base: Mapping[str, Any] | None = None, steps: int = 100, seed: int = 0,
+                 jobs: int | None = None):
+        import threading
+
+        self.demo, self.grids, self.base, self.steps, self.seed = demo, list(grids), dict(base or {}), steps, seed
+        self.points = grid_points(demo, self.grids, self.base)
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(jobs,), name=f"lossviz-sweep-{demo}", daemon=True)
+        self._thread.start()
+
+    def _work(self, jobs) -> None:
+        try:
+            sweep(self.demo, self.grids, self.base, self.steps, self.seed, jobs=jobs,
+                  on_row=self.rows.__setitem__, should_stop=self._stop.is_set)
+        except Exception as e:  # reported to the page
+            self.error = f"{type(e).__name__}: {e}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def finished_rows(self) -> list[dict[str, Any]]:
+        return [self.rows[i] for i in sorted(self.rows)]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self.running
