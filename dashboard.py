@@ -316,6 +316,14 @@ def _landscape_section(demo: str, jobs: dict[str, Any], meta: dict) -> None:
     right.plotly_chart(charts.interpolation_chart(stored["interpolation"]), key=f"{demo}:land_interp")
 
 
+def prediction_views(jobs: dict[str, Any], title: str, figure: Callable[[Any, dict], Any]) -> None:
+    """One column per run: ``figure(trainer, outputs)`` of the model's outputs on the run's whole data."""
+    st.subheader(title)
+    for i, (column, (name, job)) in enumerate(zip(st.columns(len(jobs)), jobs.items())):
+        column.markdown(f"**{name}**")
+        column.plotly_chart(figure(job.trainer, job.trainer.predict()), key=f"prediction_view_{i}")
+
+
 def _apply_pending(demo: str) -> None:
     """Put a configuration chosen on the stability map into the sidebar's widgets (before they are drawn)."""
     pending = st.session_state.pop(f"{demo}:pending", None)

@@ -41,6 +41,14 @@ def _finite(values) -> np.ndarray:
     return np.where(np.isfinite(v), v, np.nan)
 
 
+def _each_run(runs: Runs):
+    """(label, table, colour) of every run that has records, in order."""
+    for i, (label, records) in enumerate(runs.items()):
+        df = frame(records)
+        if not df.empty:
+            yield label, df, COLORS[i % len(COLORS)]
+
+
 def _nonfinite_marks(fig, df: pd.DataFrame, y_col: str, color: str, name: str, row=None, col=None) -> None:
     """Red crosses at the steps with a non-finite value, drawn at the last finite height of ``y_col``."""
     bad = df[df["nonfinite"] > 0]
@@ -59,11 +67,7 @@ def _nonfinite_marks(fig, df: pd.DataFrame, y_col: str, color: str, name: str, r
 def loss_chart(runs: Runs, log_y: bool = False) -> go.Figure:
     """Total loss (solid) and each loss term (dashed) over steps, non-finite steps marked."""
     fig = go.Figure()
-    for i, (label, records) in enumerate(runs.items()):
-        df = frame(records)
-        if df.empty:
-            continue
-        color = COLORS[i % len(COLORS)]
+    for label, df, color in _each_run(runs):
         fig.add_trace(go.Scatter(x=df["step"], y=_finite(df["loss"]), name=f"{label} loss",
                                  line=dict(color=color, width=2)))
         terms = [c for c in df.columns if c.startswith("loss:")]
@@ -84,11 +88,7 @@ def loss_chart(runs: Runs, log_y: bool = False) -> go.Figure:
 def grad_norm_chart(runs: Runs) -> go.Figure:
     """Global gradient norm (before clipping) over steps, log scale."""
     fig = go.Figure()
-    for i, (label, records) in enumerate(runs.items()):
-        df = frame(records)
-        if df.empty:
-            continue
-        color = COLORS[i % len(COLORS)]
+    for label, df, color in _each_run(runs):
         fig.add_trace(go.Scatter(x=df["step"], y=_finite(df["grad_norm"]), name=label, line=dict(color=color)))
         _nonfinite_marks(fig, df, "grad_norm", color, label)
     fig.update_yaxes(type="log", title="global gradient norm")
@@ -120,13 +120,11 @@ def metrics_chart(runs: Runs) -> go.Figure:
     first = next((frame(r) for r in runs.values() if len(r)), pd.DataFrame())
     names = [c for c in first.columns if c.startswith("metric:") or c == "alpha"]
     fig = make_subplots(rows=1, cols=max(len(names), 1), subplot_titles=[n.replace("metric:", "") for n in names])
-    for i, (label, records) in enumerate(runs.items()):
-        df = frame(records)
+    for label, df, color in _each_run(runs):
         for j, name in enumerate(names):
             if name in df:
                 fig.add_trace(go.Scatter(x=df["step"], y=_finite(df[name]), name=label, legendgroup=label,
-                                         showlegend=j == 0, line=dict(color=COLORS[i % len(COLORS)])),
-                              row=1, col=j + 1)
+                                         showlegend=j == 0, line=dict(color=color)), row=1, col=j + 1)
     fig.update_xaxes(title="step")
     return _layout(fig, "Metrics", height=320)
 
@@ -169,17 +167,16 @@ def surface_chart(surface: Surface) -> go.Figure:
 def branch_trajectory(runs: Runs) -> go.Figure:
     """The (L1, L2) path of the two-branch loss during training, one line per run, markers by step."""
     fig = go.Figure()
-    for i, (label, records) in enumerate(runs.items()):
-        df = frame(records)
-        if df.empty or "loss:branch_1" not in df:
+    for label, df, color in _each_run(runs):
+        if "loss:branch_1" not in df:
             continue
         fig.add_trace(go.Scatter(x=_finite(df["loss:branch_1"]), y=_finite(df["loss:branch_2"]), mode="lines+markers",
-                                 name=label, line=dict(color=COLORS[i % len(COLORS)], width=1),
+                                 name=label, line=dict(color=color, width=1),
                                  marker=dict(size=4, color=df["step"], colorscale="Greys", showscale=False),
                                  text=[f"step {s}, alpha {a:.3f}" for s, a in zip(df["step"], df.get("alpha", df["step"] * 0))],
                                  hoverinfo="text+x+y"))
         fig.add_trace(go.Scatter(x=[_finite(df["loss:branch_1"])[-1]], y=[_finite(df["loss:branch_2"])[-1]],
-                                 mode="markers", marker=dict(size=12, symbol="star", color=COLORS[i % len(COLORS)]),
+                                 mode="markers", marker=dict(size=12, symbol="star", color=color),
                                  name=f"{label} end", showlegend=False))
     fig.update_xaxes(title="L1 (regression)")
     fig.update_yaxes(title="L2 (classification)")

@@ -7,12 +7,9 @@ import dashboard
 
 def histogram_view(jobs):
     charts = dashboard._lib()[0]
-    st.subheader("Predicted probabilities on the whole series")
-    for column, (name, job) in zip(st.columns(len(jobs)), jobs.items()):
-        out = job.trainer.predict()
-        column.markdown(f"**{name}**")
-        column.plotly_chart(charts.prediction_histogram(out["probability"], job.trainer.data.targets["y"]),
-                            key=f"histogram_{name}")
+    dashboard.prediction_views(jobs, "Predicted probabilities on the whole series",
+                               lambda trainer, out: charts.prediction_histogram(out["probability"],
+                                                                                trainer.data.targets["y"]))
 
 
 st.set_page_config(page_title="lossviz - sparse penalty", layout="wide")

@@ -7,12 +7,8 @@ import dashboard
 
 def prediction_view(jobs):
     charts = dashboard._lib()[0]
-    st.subheader("Generator outputs against their targets")
-    for column, (name, job) in zip(st.columns(len(jobs)), jobs.items()):
-        out = job.trainer.predict()
-        column.markdown(f"**{name}**")
-        column.plotly_chart(charts.prediction_scatter(out["y"], job.trainer.data.targets["y"]),
-                            key=f"scatter_{name}")
+    dashboard.prediction_views(jobs, "Generator outputs against their targets",
+                               lambda trainer, out: charts.prediction_scatter(out["y"], trainer.data.targets["y"]))
 
 
 st.set_page_config(page_title="lossviz - max MSE", layout="wide")

@@ -33,6 +33,14 @@ def _finish(at: AppTest, demo: str) -> None:
     at.run()
 
 
+def _train(at: AppTest, demo: str, steps: int) -> None:
+    """Set the step budget, press Train and wait for the run to end."""
+    at.sidebar.number_input(key=f"{demo}:steps").set_value(steps)
+    _button(at, "Train").click()
+    at.run()
+    _finish(at, demo)
+
+
 def _text_input(at: AppTest, label: str):
     return next(w for w in at.sidebar.text_input if w.label.startswith(label))
 
@@ -53,13 +61,9 @@ def test_page_trains_and_shows_charts_and_table(demo):
     at = _app(PAGES[demo])
     assert not at.error
     assert at.info and "press Train" in at.info[0].value
-    at.sidebar.number_input(key=f"{demo}:steps").set_value(30)
-    _button(at, "Train").click()
-    at.run()
-    _finish(at, demo)
+    _train(at, demo, 30)
     assert not at.exception and not at.error
-    names = [e.proto.spec for e in at.get("plotly_chart")]
-    assert len(names) >= 5  # analytic curve, loss, gradient norm, metrics, heatmap, page view
+    assert len(at.get("plotly_chart")) >= 6  # analytic curve, loss, gradient norm, metrics, heatmap, page view
     assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 30
     assert any(f"python -m lossviz train {demo}" in c.value for c in at.code)
     records = list(at.session_state["jobs"][demo].values())[0].records
@@ -68,10 +72,7 @@ def test_page_trains_and_shows_charts_and_table(demo):
 
 def test_rerun_does_not_retrain():
     at = _app(PAGES["max-mse"])
-    at.sidebar.number_input(key="max-mse:steps").set_value(10)
-    _button(at, "Train").click()
-    at.run()
-    _finish(at, "max-mse")
+    _train(at, "max-mse", 10)
     job = list(at.session_state["jobs"]["max-mse"].values())[0]
     at.run()
     at.sidebar.checkbox(key="max-mse:stop_nan").check().run()
@@ -125,10 +126,7 @@ def test_zero_steps_is_refused():
 
 def test_landscape_section_on_demand():
     at = _app(PAGES["two-branch"])
-    at.sidebar.number_input(key="two-branch:steps").set_value(60)
-    _button(at, "Train").click()
-    at.run()
-    _finish(at, "two-branch")
+    _train(at, "two-branch", 60)
     before = len(at.get("plotly_chart"))
     at.slider(key="two-branch:resolution").set_value(11)
     _button(at, "Compute landscape").click()
