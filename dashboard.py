@@ -72,9 +72,10 @@ def analytic_figure(demo: str, settings_items: tuple):
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def two_branch_surface_figure(settings_items: tuple):
+def surface_figure(demo: str, settings_items: tuple):
     charts, _, _, surfaces, _ = _lib()
-    return charts.surface_chart(surfaces.two_branch_surface(dict(settings_items)))
+    found = surfaces.surface(demo, dict(settings_items))
+    return charts.surface_chart(found) if found is not None else None
 
 
 # ----------------------------------------------------------------------------- settings in the sidebar
@@ -191,9 +192,11 @@ def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> Non
 
     if "A" in runs:
         with st.expander("The loss over its input, for these settings", expanded=True):
-            st.plotly_chart(analytic_figure(demo, tuple(sorted(runs["A"].items()))), key="analytic")
-            if demo == "two-branch":
-                st.plotly_chart(two_branch_surface_figure(tuple(sorted(runs["A"].items()))), key="surface")
+            items = tuple(sorted(runs["A"].items()))
+            st.plotly_chart(analytic_figure(demo, items), key="analytic")
+            figure = surface_figure(demo, items)
+            if figure is not None:
+                st.plotly_chart(figure, key="surface")
 
     jobs = _jobs().get(demo, {})
     running = any(job.running for job in jobs.values())

@@ -139,6 +139,12 @@ def curves(demo: str, settings: Mapping[str, Any]) -> list[Curve]:
     return CURVES[demo](settings)
 
 
+def surface(demo: str, settings: Mapping[str, Any]) -> Surface | None:
+    """The demo's 2-D surface over two inputs of its loss, where it has one."""
+    builder = {"two-branch": two_branch_surface, "policy-value": policy_value_surface}.get(demo)
+    return builder(settings) if builder else None
+
+
 def policy_value_surface(settings: Mapping[str, Any], n: int = 61) -> Surface:
     """The per-sample policy/value loss over (value error z - v, logit gap of the target move), 3 legal moves."""
     err = np.linspace(-2.0, 2.0, n)

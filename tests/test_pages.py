@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
+from lossviz.training import train
 
 PAGES = {
     "policy-value": "pages/1_Policy_value.py",
@@ -175,3 +176,23 @@ def test_stability_map_refuses_a_bad_range():
     at.text_input(key="policy-value:sweep:x:low").set_value("-1").run()
     assert not at.exception
     assert any("log-scale range of lr needs values > 0" in e.value for e in at.error)
+
+
+def test_two_sessions_training_at_once_keep_their_own_runs():
+    first, second = _app(PAGES["max-mse"]), _app(PAGES["max-mse"])
+    first.sidebar.number_input(key="max-mse:steps").set_value(300)
+    second.sidebar.number_input(key="max-mse:steps").set_value(40)
+    _text_input(second, "lr").set_value("0.05")
+    _button(first, "Train").click()
+    _button(second, "Train").click()
+    first.run()
+    second.run()  # both train at the same time, in two threads of this process
+    _finish(first, "max-mse")
+    _finish(second, "max-mse")
+    (job_1,) = first.session_state["jobs"]["max-mse"].values()
+    (job_2,) = second.session_state["jobs"]["max-mse"].values()
+    assert len(job_1.records) == 300 and len(job_2.records) == 40
+    assert job_1.trainer.engine is not job_2.trainer.engine  # never the same model at once
+    assert job_1.trainer.settings["lr"] == 0.01 and job_2.trainer.settings["lr"] == 0.05
+    alone = train("max-mse", {"lr": 0.05}, steps=40)
+    assert [r["loss"] for r in job_2.records] == [r["loss"] for r in alone]  # undisturbed by the other run

@@ -54,8 +54,12 @@ def test_policy_and_value_curves():
 def test_two_dimensional_surfaces():
     s = surfaces.two_branch_surface({"alpha": 0.25})
     np.testing.assert_allclose(s.z, 0.25 * s.x[None, :] + 0.75 * s.y[:, None], rtol=1e-6)
-    pv = surfaces.policy_value_surface({})
+    pv = surfaces.surface("policy-value", {})
     assert pv.z.shape == (len(pv.y), len(pv.x)) and np.all(np.isfinite(pv.z))
+    # (z - v)^2 + log(1 + 2 e^-gap) for one target among 3 legal moves
+    j, i = np.argmin(np.abs(pv.y - 0.0)), np.argmin(np.abs(pv.x - 1.0))
+    np.testing.assert_allclose(pv.z[j, i], pv.x[i] ** 2 + np.log(1 + 2 * np.exp(-pv.y[j])), rtol=1e-5)
+    assert surfaces.surface("max-mse", {}) is None
 
 
 # ---------------------------------------------------------------- the model's landscape
