@@ -71,13 +71,15 @@ class Engine:
 
     def __init__(self, demo: demos.Demo, settings: Mapping[str, Any]):
         self.demo = demo
-        self.settings = dict(settings)  # only the structural part is fixed for this engine
         self.key = config.structure(demo.name, settings)
-        self.model = demo.build(settings)
-        self.extra_init = demo.extra_variables(settings)
+        # only the graph-shaping settings (mask, variant, alpha mode, optimizer): numbers reach the step as
+        # tensors, so no number of the run that built this engine can leak into a later run
+        self.settings = dict(self.key[1:])
+        self.model = demo.build(self.settings)
+        self.extra_init = demo.extra_variables(self.settings)
         self.extra = {name: keras.Variable(np.float32(v), name=name) for name, v in self.extra_init.items()}
         self.variables = list(self.model.trainable_weights) + list(self.extra.values())
-        self.optimizer = OPTIMIZERS[settings["optimizer"]](learning_rate=1e-3)
+        self.optimizer = OPTIMIZERS[self.settings["optimizer"]](learning_rate=1e-3)
         self.optimizer.build(self.variables)
         groups: dict[str, list[int]] = {}
         for i, w in enumerate(self.model.trainable_weights):
@@ -88,7 +90,7 @@ class Engine:
         self.groups = groups
         self.layout = Layout(
             terms=demo.term_names, layers=tuple(groups), metrics=demo.metric_names,
-            has_alpha=demo.alpha is not None, variables=tuple(_name(v) for v in self.variables))
+            has_alpha=demo.alpha is not None, variables=tuple(v.path for v in self.variables))
         self._fused = None
 
     # -- per run --------------------------------------------------------------------------------------
@@ -196,10 +198,6 @@ class Engine:
 
         self._fused = run
         return run
-
-
-def _name(variable) -> str:
-    return variable.path
 
 
 def _count_nonfinite(x):
