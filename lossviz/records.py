@@ -37,9 +37,14 @@ def _cell(value):
     return value
 
 
+def first_nonfinite(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first record with a non-finite value, or None."""
+    return next((r for r in records if r.get("nonfinite", 0) > 0), None)
+
+
 def describe_first_nonfinite(records: Sequence[dict[str, Any]]) -> str | None:
     """In words, where the first non-finite value of a run appeared, or None for a finite run."""
-    first = next((r for r in records if r.get("nonfinite", 0) > 0), None)
+    first = first_nonfinite(records)
     if first is None:
         return None
     where = {"loss": "in the loss", "gradient": f"in the gradient of {first['first_nonfinite']}",
@@ -50,7 +55,7 @@ def describe_first_nonfinite(records: Sequence[dict[str, Any]]) -> str | None:
 
 def likely_cause(demo: str, settings: dict[str, Any], records: Sequence[dict[str, Any]]) -> str | None:
     """The setting that most likely produced the first non-finite value of a run, in words."""
-    first = next((r for r in records if r.get("nonfinite", 0) > 0), None)
+    first = first_nonfinite(records)
     if first is None:
         return None
     before = [r["grad_norm"] for r in records[: first["step"] - 1]]

@@ -16,6 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any, Callable, Mapping, Sequence
 
 from . import settings as config
+from .records import first_nonfinite
 
 WORKER_ENV = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
               "TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "tensorflow"}
@@ -59,7 +60,7 @@ def summarise(demo: str, settings: Mapping[str, Any], records: Sequence[Mapping[
     losses = [r["loss"] for r in records]
     finite = [x for x in losses if math.isfinite(x)]
     norms = [r["grad_norm"] for r in records if math.isfinite(r["grad_norm"])]
-    first = next((r for r in records if r["nonfinite"] > 0), None)
+    first = first_nonfinite(records)
     # the optimizer minimises sign * loss: a negative learning rate (neg-lr) climbs the loss
     sign = 1.0 if config.effective_lr(demo, settings) >= 0 else -1.0
     if first is not None:

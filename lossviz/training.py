@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from . import demos, models, settings as config
+from . import demos, models, records, settings as config
 from .data import Dataset
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
@@ -289,7 +289,7 @@ class Trainer:
     @property
     def first_nonfinite(self) -> dict[str, Any] | None:
         """The first record with a non-finite value, or None."""
-        return next((r for r in self.records if r["nonfinite"] > 0), None)
+        return records.first_nonfinite(self.records)
 
     def _next_batches(self, count: int) -> np.ndarray:
         """(count, B) sample indices: shuffled epochs, drop-last, from the run's own generator."""
