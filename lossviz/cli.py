@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 from typing import Sequence
 
@@ -88,23 +89,21 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
-def settings_from(demo: str, assignments: Sequence[str]) -> dict:
-    """Validated settings of ``demo`` from ``KEY=VALUE`` strings; raises :class:`config.SettingError`."""
-    overrides = dict(config.parse_assignment(a) for a in assignments)
-    return config.resolve(config.check_demo(demo), overrides)
+def _train_with_progress(trainer, steps: int, desc: str) -> None:
+    from tqdm import tqdm
+
+    with tqdm(total=steps, unit="step", desc=desc, disable=None, file=sys.stderr) as bar:
+        for _ in trainer.run(steps):
+            bar.update(1)
 
 
 def _train(args) -> int:
-    from tqdm import tqdm
-
     from . import records as rec
     from .training import Trainer
 
     with _output(args.out) as out, Trainer(args.demo, args.settings, seed=args.seed,
                                            stop_on_nonfinite=args.stop_on_nonfinite) as trainer:
-        with tqdm(total=args.steps, unit="step", desc=args.demo, disable=None, file=sys.stderr) as bar:
-            for _ in trainer.run(args.steps):
-                bar.update(1)
+        _train_with_progress(trainer, args.steps, args.demo)
         rec.write_csv(trainer.records, out)
         where = rec.describe_first_nonfinite(trainer.records)
         print(f"{trainer.step} steps, final loss {trainer.records[-1]['loss']:.6g}; "
@@ -130,15 +129,13 @@ def _landscape(args) -> int:
     from .training import Trainer
 
     with _output(args.out) as out, Trainer(args.demo, args.settings, seed=args.seed) as trainer:
-        with tqdm(total=args.steps, unit="step", desc=f"{args.demo} train", disable=None, file=sys.stderr) as bar:
-            for _ in trainer.run(args.steps):
-                bar.update(1)
+        _train_with_progress(trainer, args.steps, f"{args.demo} train")
         with tqdm(total=args.resolution ** 2, unit="point", desc="landscape", disable=None, file=sys.stderr) as bar:
             landscape = random_landscape(trainer, args.resolution, args.span, seed=args.seed,
                                          on_progress=lambda f: bar.update(round(f * bar.total) - bar.n))
         rows = list(landscape.rows())
         rec.write_csv(rows, out, header=["alpha", "beta", "loss"])
-        bad = sum(1 for r in rows if r["loss"] != r["loss"] or abs(r["loss"]) == float("inf"))
+        bad = sum(1 for r in rows if not math.isfinite(r["loss"]))
         print(f"{len(rows)} grid points after {trainer.step} steps; {bad} non-finite", file=sys.stderr)
     return 0
 
@@ -147,7 +144,7 @@ def _sweep(args) -> int:
     from tqdm import tqdm
 
     from . import records as rec
-    from .sweep import summary_columns, sweep
+    from .sweep import STATUSES, summary_columns, sweep
 
     with _output(args.out) as out, tqdm(total=len(args.points), unit="run", desc=f"{args.demo} sweep",
                                         disable=None, file=sys.stderr) as bar:
@@ -155,7 +152,7 @@ def _sweep(args) -> int:
                      jobs=args.jobs, backend=args.backend, address=args.address,
                      on_row=lambda i, row: bar.update(1))
         rec.write_csv(rows, out, header=[k for k, _ in args.grid_values] + summary_columns(args.demo))
-    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("ok", "diverged", "stalled", "error")}
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in STATUSES}
     print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), file=sys.stderr)
     return 0
 
@@ -166,8 +163,8 @@ COMMANDS = {"train": _train, "landscape": _landscape, "sweep": _sweep}
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        args.settings = settings_from(args.demo, args.assignments)
         args.overrides = dict(config.parse_assignment(a) for a in args.assignments)
+        args.settings = config.resolve(config.check_demo(args.demo), args.overrides)
         if args.command == "sweep":
             from .sweep import grid_points, parse_grid
 
