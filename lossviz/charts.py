@@ -49,7 +49,7 @@ def _each_run(runs: Runs):
             yield label, df, COLORS[i % len(COLORS)]
 
 
-def _nonfinite_marks(fig, df: pd.DataFrame, y_col: str, color: str, name: str, row=None, col=None) -> None:
+def _nonfinite_marks(fig, df: pd.DataFrame, y_col: str, color: str, name: str) -> None:
     """Red crosses at the steps with a non-finite value, drawn at the last finite height of ``y_col``."""
     bad = df[df["nonfinite"] > 0]
     if bad.empty:
@@ -61,7 +61,7 @@ def _nonfinite_marks(fig, df: pd.DataFrame, y_col: str, color: str, name: str, r
     trace = go.Scatter(x=bad["step"], y=height[where], mode="markers", name=f"{name} non-finite",
                        marker=dict(symbol="x", size=9, color="red", line=dict(color=color, width=1)),
                        text=text, hoverinfo="text")
-    fig.add_trace(trace, row=row, col=col) if row else fig.add_trace(trace)
+    fig.add_trace(trace)
 
 
 def loss_chart(runs: Runs, log_y: bool = False) -> go.Figure:

@@ -140,14 +140,12 @@ def _max_mse_metrics(model, out, batch, hp, extra, settings):
 @dataclass(frozen=True)
 class Demo:
     name: str
-    title: str
     build: Callable[[Mapping[str, Any]], keras.Model]
     make_data: Callable[[Mapping[str, Any], int], data.Dataset]
     terms: Callable  # -> (dict of scalar terms, total loss)
     metrics: Callable  # -> dict of scalar metrics
     term_names: tuple[str, ...]
     metric_names: tuple[str, ...]
-    main_metric: str
     numeric_keys: tuple[str, ...]  # settings fed to the step as tensors
     metrics_on_eval: bool = False  # metrics on a fixed evaluation sample instead of the batch
     extra_variables: Callable[[Mapping[str, Any]], dict[str, float]] = lambda s: {}
@@ -161,26 +159,22 @@ class Demo:
 DEMOS: dict[str, Demo] = {
     "policy-value": Demo(
         name="policy-value",
-        title="Masked policy/value loss (AlphaGo Zero)",
         build=lambda s: models.policy_value(masked=s["mask"] == "logits"),
         make_data=lambda s, seed: data.policy_value(seed),
         terms=_policy_value_terms,
         metrics=_policy_value_metrics,
         term_names=("value", "policy", "l2"),
         metric_names=("illegal_mass",),
-        main_metric=config.MAIN_METRIC["policy-value"],
         numeric_keys=("c",),
     ),
     "two-branch": Demo(
         name="two-branch",
-        title="Weighted two-branch loss",
         build=lambda s: models.two_branch(),
         make_data=lambda s, seed: data.two_branch(seed),
         terms=_two_branch_terms,
         metrics=_two_branch_metrics,
         term_names=("branch_1", "branch_2"),
         metric_names=("accuracy",),
-        main_metric=config.MAIN_METRIC["two-branch"],
         numeric_keys=("alpha",),
         extra_variables=lambda s: {"trainable": {"alpha": 0.5},
                                    "uncertainty": {"log_var_1": 0.0, "log_var_2": 0.0}}.get(s["alpha"], {}),
@@ -188,27 +182,23 @@ DEMOS: dict[str, Demo] = {
     ),
     "sparse-penalty": Demo(
         name="sparse-penalty",
-        title="Sparse-penalty binary cross-entropy",
         build=lambda s: models.sparse_penalty(),
         make_data=lambda s, seed: data.sparse_events(seed, positive_rate=s["positive_rate"]),
         terms=_sparse_terms,
         metrics=_sparse_metrics,
         term_names=("positives", "negatives"),
         metric_names=("recall", "precision", "mean_pred"),
-        main_metric=config.MAIN_METRIC["sparse-penalty"],
         numeric_keys=("penalty", "epsilon"),
         metrics_on_eval=True,
     ),
     "max-mse": Demo(
         name="max-mse",
-        title="Maximised MSE",
         build=lambda s: models.max_mse(),
         make_data=lambda s, seed: data.max_mse(seed),
         terms=_max_mse_terms,
         metrics=_max_mse_metrics,
         term_names=(),
         metric_names=("mse",),
-        main_metric=config.MAIN_METRIC["max-mse"],
         numeric_keys=("epsilon",),
     ),
 }

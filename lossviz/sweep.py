@@ -189,7 +189,6 @@ def cli_command(demo: str, grids: Sequence[tuple[str, Sequence[Any]]], base: Map
     return " ".join(parts + ["--steps", str(steps), "--seed", str(seed), "--out", f"sweep-{demo}.csv"])
 
 
-
 class SweepJob:
     """A sweep in a background thread: ``rows`` fills in as points finish (by grid index); ``stop()`` cancels
     the points not started yet."""
