@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from lossviz import charts, records, surfaces, training
 from lossviz import settings as config
+from lossviz import sweep as sweeps
 
 REDRAW_SECONDS = 0.5  # live charts redraw at most twice a second, whatever the step rate
 TABLE_ROWS = 200
@@ -56,24 +58,14 @@ FAMILIES: dict[str, dict[str, str]] = {
 # ----------------------------------------------------------------------------- cached library calls
 
 
-@st.cache_resource(show_spinner=False)
-def _lib():
-    """Import TensorFlow-backed modules once per server process."""
-    from lossviz import charts, demos, records, surfaces, training
-
-    return charts, demos, records, surfaces, training
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def analytic_figure(demo: str, settings_items: tuple):
-    charts, _, _, surfaces, _ = _lib()
     settings = dict(settings_items)
     return charts.curves_chart(surfaces.curves(demo, settings))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def surface_figure(demo: str, settings_items: tuple):
-    charts, _, _, surfaces, _ = _lib()
     found = surfaces.surface(demo, dict(settings_items))
     return charts.surface_chart(found) if found is not None else None
 
@@ -112,12 +104,12 @@ def sidebar(demo: str) -> dict[str, Any]:
     _apply_pending(demo)
     params = config.PARAMS[demo]
     own = [p for p in params if p.key not in config.TRAINING_KEYS]
-    training = [p for p in params if p.key in config.TRAINING_KEYS]
+    training_params = [p for p in params if p.key in config.TRAINING_KEYS]
     with st.sidebar:
         st.header("Loss")
         raw = {p.key: _widget(demo, p, "") for p in own}
         st.header("Training")
-        raw.update({p.key: _widget(demo, p, "") for p in training})
+        raw.update({p.key: _widget(demo, p, "") for p in training_params})
         st.session_state.setdefault(f"{demo}:steps", 300)
         steps = st.number_input("steps", min_value=0, max_value=20000, step=50, key=f"{demo}:steps")
         seed = st.number_input("seed", min_value=0, max_value=2**31 - 1, value=0, key=f"{demo}:seed")
@@ -168,7 +160,6 @@ def _jobs() -> dict[str, Any]:
 
 def start(demo: str, runs: dict[str, dict[str, Any]], steps: int, seed: int, stop_nan: bool) -> None:
     """Stop this session's previous jobs of the demo and start one job per run."""
-    _, _, _, _, training = _lib()
     for job in _jobs().get(demo, {}).values():
         job.stop()
     jobs = {}
@@ -219,7 +210,6 @@ def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> Non
 def _live(demo: str, running: bool) -> None:
     @st.fragment(run_every=REDRAW_SECONDS if running else None)
     def live():
-        charts, _, records, _, _ = _lib()
         jobs = _jobs().get(demo, {})
         meta = st.session_state.get(f"{demo}:meta", {})
         total = max(meta.get("steps", 1), 1)
@@ -246,7 +236,6 @@ def _live(demo: str, running: bool) -> None:
 
 
 def _nan_panel(demo: str, data: dict[str, list], meta: dict) -> None:
-    _, _, records, _, _ = _lib()
     settings_of = dict(zip(data, meta.get("runs", {}).values()))
     for name, recs in data.items():
         where = records.describe_first_nonfinite(recs)
@@ -259,7 +248,6 @@ def _nan_panel(demo: str, data: dict[str, list], meta: dict) -> None:
 
 
 def _after(demo: str, jobs: dict[str, Any], extra_view) -> None:
-    _, _, records, _, _ = _lib()
     meta = st.session_state.get(f"{demo}:meta", {})
     if extra_view is not None:
         extra_view(jobs)
@@ -274,13 +262,12 @@ def _after(demo: str, jobs: dict[str, Any], extra_view) -> None:
         st.download_button(f"Download {name.split(':')[0]} as CSV", records.to_csv(recs),
                            file_name=f"lossviz-{demo}-{name.split(':')[0]}.csv", mime="text/csv",
                            key=f"{demo}:download:{name}")
-        st.dataframe(_lib()[0].frame(recs[-TABLE_ROWS:]), height=240, key=f"{demo}:table:{name}")
+        st.dataframe(charts.frame(recs[-TABLE_ROWS:]), height=240, key=f"{demo}:table:{name}")
 
 
 def _landscape_section(demo: str, jobs: dict[str, Any], meta: dict) -> None:
     """On demand, for a finished run: the random-plane landscape (contour and 3-D), the PCA plane with the
     training path, and the initial-to-final interpolation."""
-    charts, _, _, surfaces, _ = _lib()
     st.subheader("Landscape")
     c1, c2, c3 = st.columns(3)
     resolution = c1.slider("resolution (points per axis)", 11, 61, 31, step=2, key=f"{demo}:resolution")
@@ -379,9 +366,6 @@ def _axis_values(demo: str, key: str, slot: str) -> list[Any] | None:
 
 def _stability_section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
     """Sweep one or two settings, watch the cells fill in, load a cell into the sidebar."""
-    from lossviz import sweep as sweeps
-
-    charts = _lib()[0]
     st.subheader("Stability map")
     st.caption("Where does this loss train, stall or go NaN? Every cell is a run with the same seed and data, "
                "in worker processes on all cores.")
@@ -440,13 +424,13 @@ def _stability_section(demo: str, base: dict[str, Any] | None, seed: int) -> Non
     rows = job.finished_rows()
     if not rows or job.running:
         return
-    st.dataframe(_lib()[0].frame(rows), key=f"{demo}:sweep:table")
+    st.dataframe(charts.frame(rows), key=f"{demo}:sweep:table")
     names = [", ".join(f"{k}={r[k]}" for k, _ in job.grids) + f" ({r['status']})" for r in rows]
     chosen = st.selectbox("configuration", range(len(rows)), format_func=names.__getitem__, key=f"{demo}:sweep:pick")
     if st.button("Load into the sidebar", key=f"{demo}:sweep:load"):
         _load(demo, job, rows[chosen])
     st.code(sweeps.cli_command(demo, job.grids, job.base, job.steps, job.seed), language="bash")
-    st.download_button("Download the sweep as CSV", _lib()[2].to_csv(rows), file_name=f"lossviz-sweep-{demo}.csv",
+    st.download_button("Download the sweep as CSV", records.to_csv(rows), file_name=f"lossviz-sweep-{demo}.csv",
                        mime="text/csv", key=f"{demo}:sweep:download")
 
 

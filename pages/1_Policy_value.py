@@ -4,10 +4,10 @@ import numpy as np
 import streamlit as st
 
 import dashboard
+from lossviz import charts, demos
 
 
 def board_view(jobs):
-    charts, demos, _, _, _ = dashboard._lib()
     st.subheader("A position: target pi against the predicted p")
     first = next(iter(jobs.values())).trainer
     index = st.number_input("position", 0, len(first.data) - 1, 0, key="policy-value:position")

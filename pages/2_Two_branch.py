@@ -3,10 +3,10 @@
 import streamlit as st
 
 import dashboard
+from lossviz import charts
 
 
 def trajectory_view(jobs):
-    charts = dashboard._lib()[0]
     st.plotly_chart(charts.branch_trajectory({name: job.records for name, job in jobs.items()}),
                     key="trajectory")
 

@@ -3,10 +3,10 @@
 import streamlit as st
 
 import dashboard
+from lossviz import charts
 
 
 def histogram_view(jobs):
-    charts = dashboard._lib()[0]
     dashboard.prediction_views(jobs, "Predicted probabilities on the whole series",
                                lambda trainer, out: charts.prediction_histogram(out["probability"],
                                                                                 trainer.data.targets["y"]))

@@ -3,10 +3,10 @@
 import streamlit as st
 
 import dashboard
+from lossviz import charts
 
 
 def prediction_view(jobs):
-    charts = dashboard._lib()[0]
     dashboard.prediction_views(jobs, "Generator outputs against their targets",
                                lambda trainer, out: charts.prediction_scatter(out["y"], trainer.data.targets["y"]))
 
