@@ -1,4 +1,5 @@
-"""Command line: ``python -m lossviz train DEMO [--set KEY=VALUE]... [--steps N] [--seed S] [--out FILE.csv]``.
+"""Command line: ``python -m lossviz train DEMO [--set KEY=VALUE]... [--at STEP:KEY=VALUE]... [--steps N] [--seed S]
+[--out FILE.csv]``.
 
 A wrong demo, key or value exits with status 2 and one line that names what is allowed.
 """
@@ -24,11 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train a demo and write one CSV row per step")
     _add_run_arguments(train)
+    _add_schedule_argument(train)
     train.add_argument("--out", default="-", help="CSV file (default: standard output)")
     train.add_argument("--stop-on-nonfinite", action="store_true",
                        help="stop at the first step with a NaN or inf (default: keep going)")
     land = sub.add_parser("landscape", help="train as train does, then write the loss on a 2-D grid around the weights")
     _add_run_arguments(land)
+    _add_schedule_argument(land)
     land.add_argument("--resolution", type=_resolution, default=41, help="grid points per axis (2 to 201)")
     land.add_argument("--span", type=_positive_float, default=1.0, help="the grid covers [-span, span]^2")
     land.add_argument("--out", required=True, help="CSV file with columns alpha, beta, loss")
@@ -68,6 +71,34 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_non_negative_int, default=0)
 
 
+def _add_schedule_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--at", dest="changes", action="append", default=[], metavar="STEP:KEY=VALUE",
+                   help="change a numeric setting from step STEP on (as the page's knobs do); repeat for several")
+
+
+def _schedule(args) -> list[tuple[int, str, object]]:
+    """The checked ``--at`` changes, in step order: each key may change during a run, each step is in the run."""
+    changes = []
+    settings = dict(args.settings)
+    for step, key, raw in sorted((config.parse_change(text) for text in args.changes), key=lambda c: c[0]):
+        if step > args.steps:
+            raise config.SettingError(f"--at {step}:{key}={raw}: step {step} is past the run's {args.steps} steps")
+        value = config.live_change(args.demo, settings, key, raw)
+        settings[key] = value
+        changes.append((step, key, value))
+    return changes
+
+
+def _trainer(args, **options):
+    """The run's trainer with its ``--at`` schedule."""
+    from .training import Trainer
+
+    trainer = Trainer(args.demo, args.settings, seed=args.seed, **options)
+    for step, key, value in args.schedule:
+        trainer.at(step, **{key: value})
+    return trainer
+
+
 def _positive_int(text: str) -> int:
     value = _int(text)
     if value < 1:
@@ -99,10 +130,8 @@ def _train_with_progress(trainer, steps: int, desc: str) -> None:
 
 def _train(args) -> int:
     from . import records as rec
-    from .training import Trainer
 
-    with _output(args.out) as out, Trainer(args.demo, args.settings, seed=args.seed,
-                                           stop_on_nonfinite=args.stop_on_nonfinite) as trainer:
+    with _output(args.out) as out, _trainer(args, stop_on_nonfinite=args.stop_on_nonfinite) as trainer:
         _train_with_progress(trainer, args.steps, args.demo)
         rec.write_csv(trainer.records, out)
         where = rec.describe_first_nonfinite(trainer.records)
@@ -126,9 +155,8 @@ def _landscape(args) -> int:
 
     from . import records as rec
     from .surfaces import random_landscape
-    from .training import Trainer
 
-    with _output(args.out) as out, Trainer(args.demo, args.settings, seed=args.seed) as trainer:
+    with _output(args.out) as out, _trainer(args) as trainer:
         _train_with_progress(trainer, args.steps, f"{args.demo} train")
         with tqdm(total=args.resolution ** 2, unit="point", desc="landscape", disable=None, file=sys.stderr) as bar:
             landscape = random_landscape(trainer, args.resolution, args.span, seed=args.seed,
@@ -165,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.overrides = dict(config.parse_assignment(a) for a in args.assignments)
         args.settings = config.resolve(config.check_demo(args.demo), args.overrides)
+        args.schedule = _schedule(args) if hasattr(args, "changes") else []
         if args.command == "sweep":
             from .sweep import grid_points, parse_grid
 

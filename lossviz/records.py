@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, Callable, Iterable, Sequence, TextIO
+
+import numpy as np
+
+MAX_ROWS = 100_000  # a run's log holds at most this many records (about 20 MB for the widest demo)
+RECENT_ROWS = 20_000  # ... and always every step of the most recent ones
+KNOB_PREFIX = "set:"
 
 
 def columns(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -39,7 +45,156 @@ def _cell(value):
 
 def first_nonfinite(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The first record with a non-finite value, or None."""
+    if isinstance(records, RecordLog):
+        return records.first_nonfinite()
     return next((r for r in records if r.get("nonfinite", 0) > 0), None)
+
+
+def column(records: Sequence[dict[str, Any]], name: str) -> np.ndarray:
+    """One column of a run's records as a float array."""
+    if isinstance(records, RecordLog):
+        return records.column(name)
+    return np.array([r[name] for r in records], dtype=np.float64)
+
+
+def knobs_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The numeric settings in force at a record's step (its ``set:<key>`` columns)."""
+    return {k[len(KNOB_PREFIX):]: v for k, v in record.items() if k.startswith(KNOB_PREFIX)}
+
+
+def knob_changes(records: Sequence[dict[str, Any]]) -> list[tuple[int, str, Any, Any]]:
+    """``(step, key, old, new)`` for every knob whose value differs from the record before: the schedule of
+    a run, as its records tell it (the page's markers and the CLI's ``--at`` both come from here)."""
+    if isinstance(records, RecordLog):
+        records = records.take(records.change_rows())
+    changes = []
+    for before, after in zip(records, records[1:]):
+        old, new = knobs_of(before), knobs_of(after)
+        changes += [(after["step"], k, old[k], v) for k, v in new.items() if k in old and old[k] != v]
+    return changes
+
+
+def window(records: Sequence[dict[str, Any]], recent: int = 2000, older: int = 1000) -> list[dict[str, Any]]:
+    """A bounded selection of a run's records to draw: every step of the last ``recent``, about ``older``
+    evenly spaced before them, and every record that starts a knob change or holds the first non-finite
+    value, so markers stay exact. Its cost does not grow with the history."""
+    n = len(records)
+    if n <= recent + older:
+        return list(records)
+    head = n - recent
+    picked = set(range(0, head, max(1, head // older))) | set(range(head, n))
+    if isinstance(records, RecordLog):
+        picked |= set(records.change_rows()) | set(records.nonfinite_rows()[:1])
+    rows = sorted(picked)
+    return records.take(rows) if isinstance(records, RecordLog) else [records[i] for i in rows]
+
+
+class RecordLog(Sequence):
+    """A run's records, kept as columns (float32 values, the step, the non-finite place code, the knobs in
+    force) and handed out as the same plain dicts the trainer yields.
+
+    Memory is bounded: once it holds ``max_rows`` records, the ones before the last ``recent`` are thinned
+    to every other one, always keeping the first record, the first non-finite one and every knob change.
+    """
+
+    def __init__(self, columns: Sequence[str], knobs: Sequence[str], decode: Callable[[int], tuple[str, str]],
+                 int_knobs: Sequence[str] = (), max_rows: int = MAX_ROWS, recent: int = RECENT_ROWS):
+        self.columns, self.knobs, self.decode = list(columns), list(knobs), decode
+        self._int_knobs = set(int_knobs)
+        self._max, self._recent = max_rows, recent
+        self._steps = np.zeros(0, np.int64)
+        self._values = np.zeros((0, len(self.columns)), np.float32)
+        self._codes = np.zeros(0, np.int32)
+        self._knobs = np.zeros((0, len(self.knobs)), np.float64)
+        self._n = 0
+        self.thinned = 0  # records dropped to keep within max_rows
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def last_step(self) -> int:
+        return int(self._steps[self._n - 1]) if self._n else 0
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.take(range(*index.indices(self._n)))
+        if index < 0:
+            index += self._n
+        if not 0 <= index < self._n:
+            raise IndexError(index)
+        return self._record(index)
+
+    def take(self, rows: Iterable[int]) -> list[dict[str, Any]]:
+        return [self._record(i) for i in rows]
+
+    def _record(self, i: int) -> dict[str, Any]:
+        record: dict[str, Any] = {"step": int(self._steps[i])}
+        for name, value in zip(self.columns, self._values[i].tolist()):
+            if name == "nonfinite":
+                record[name] = int(value)
+                record["first_nonfinite"], record["nonfinite_in"] = self.decode(int(self._codes[i]))
+            else:
+                record[name] = value
+        for name, value in zip(self.knobs, self._knobs[i].tolist()):
+            record[KNOB_PREFIX + name] = int(value) if name in self._int_knobs else value
+        return record
+
+    def append(self, first_step: int, values: np.ndarray, codes: np.ndarray, knobs: Sequence[float]) -> list[dict]:
+        """Add a chunk of consecutive steps from ``first_step`` on, all under the same knobs; return its records."""
+        k = len(values)
+        if self._n + k > self._max:
+            self._thin()
+        self._reserve(self._n + k)
+        rows = slice(self._n, self._n + k)
+        self._steps[rows] = np.arange(first_step, first_step + k)
+        self._values[rows] = values
+        self._codes[rows] = codes
+        self._knobs[rows] = np.asarray(knobs, np.float64)
+        self._n += k
+        return self.take(range(rows.start, rows.stop))
+
+    def _reserve(self, size: int) -> None:
+        if size <= len(self._steps):
+            return
+        capacity = max(size, 2 * len(self._steps), 256)
+        for name in ("_steps", "_values", "_codes", "_knobs"):
+            old = getattr(self, name)
+            grown = np.zeros((capacity,) + old.shape[1:], old.dtype)
+            grown[: self._n] = old[: self._n]
+            setattr(self, name, grown)
+
+    def _thin(self) -> None:
+        head = max(self._n - self._recent, 0)
+        keep = np.ones(self._n, bool)
+        keep[1:head:2] = False
+        keep[self.change_rows()] = True
+        keep[self.nonfinite_rows()[:1]] = True
+        for name in ("_steps", "_values", "_codes", "_knobs"):
+            arr = getattr(self, name)
+            kept = arr[: self._n][keep]
+            arr[: len(kept)] = kept
+        self.thinned += self._n - int(keep.sum())
+        self._n = int(keep.sum())
+
+    def column(self, name: str) -> np.ndarray:
+        """One value column (float64) or ``step``."""
+        if name == "step":
+            return self._steps[: self._n].copy()
+        return self._values[: self._n, self.columns.index(name)].astype(np.float64)
+
+    def nonfinite_rows(self) -> np.ndarray:
+        return np.flatnonzero(self._values[: self._n, self.columns.index("nonfinite")] > 0)
+
+    def first_nonfinite(self) -> dict[str, Any] | None:
+        rows = self.nonfinite_rows()
+        return self._record(int(rows[0])) if len(rows) else None
+
+    def change_rows(self) -> list[int]:
+        """The rows whose knobs differ from the row before, with the row before each (old and new value)."""
+        knobs = self._knobs[: self._n]
+        starts = np.flatnonzero(np.any(knobs[1:] != knobs[:-1], axis=1)) + 1 if self._n > 1 else np.zeros(0, int)
+        return sorted(set(starts.tolist()) | set((starts - 1).tolist()))
 
 
 def describe_first_nonfinite(records: Sequence[dict[str, Any]]) -> str | None:
@@ -58,7 +213,8 @@ def likely_cause(demo: str, settings: dict[str, Any], records: Sequence[dict[str
     first = first_nonfinite(records)
     if first is None:
         return None
-    before = [r["grad_norm"] for r in records[: first["step"] - 1]]
+    bad = column(records, "nonfinite") > 0
+    before = column(records, "grad_norm")[: int(np.argmax(bad))].tolist()
     grew = len(before) >= 2 and before[-1] > 100 * max(min(before), 1e-12)
     lr = settings.get("lr")
     if first.get("nonfinite_in") == "weight":

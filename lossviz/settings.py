@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 DEMO_NAMES = ("policy-value", "two-branch", "sparse-penalty", "max-mse")
 
@@ -29,6 +29,11 @@ class Param:
     structural: bool = False
     log_scale: bool = False
     help: str = ""
+    shapes_data: bool = False  # the run's data are drawn with it (positive_rate): fixed for a run
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("float", "int", "alpha")
 
     def parse(self, raw) -> Any:
         """A typed, checked value from a string (CLI) or a Python value (pages, API)."""
@@ -99,7 +104,7 @@ PARAMS: dict[str, tuple[Param, ...]] = {
               help="weight of each positive sample"),
         _EPSILON_BCE,
         Param("positive_rate", 0.02, "float", "a number in (0, 1)", lambda v: 0 < v < 1,
-              help="share of hours with an event"),
+              help="share of hours with an event", shapes_data=True),
     ),
     "max-mse": (
         *_common(lr=1e-2),
@@ -167,18 +172,57 @@ def parse_assignment(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def cli_command(demo: str, settings: Mapping[str, Any], steps: int, seed: int, command: str = "train") -> str:
-    """The ``python -m lossviz`` command that reproduces a run (only the keys that differ from defaults)."""
+def knob_keys(demo: str, settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """The numeric settings of a run (the ``set:<key>`` columns of its records); alpha only as a number."""
+    return tuple(p.key for p in PARAMS[check_demo(demo)]
+                 if p.numeric and not (p.kind == "alpha" and isinstance(settings[p.key], str)))
+
+
+def live_change(demo: str, settings: Mapping[str, Any], key: str, raw) -> Any:
+    """``raw`` parsed and checked for a run whose settings are ``settings``, so that it can apply from the
+    next step on; raises :class:`SettingError` naming the key for a bad value or a key that cannot change
+    during a run (one that shapes the compiled graph or the data)."""
+    p = param(demo, key)
+    if p.structural or (p.kind == "alpha" and isinstance(settings[key], str)):
+        raise SettingError(f"{key} shapes the compiled graph, so it cannot change during a run: set it for the whole run")
+    if p.shapes_data:
+        raise SettingError(f"{key} shapes the run's data, so it cannot change during a run: set it for the whole run")
+    value = p.parse(raw)
+    if p.kind == "alpha" and isinstance(value, str):
+        raise SettingError(f"alpha={value} shapes the compiled graph, so it cannot change during a run: set it for the whole run")
+    return value
+
+
+def parse_change(text: str) -> tuple[int, str, str]:
+    """``"STEP:KEY=VALUE"`` -> ``(STEP, KEY, VALUE)`` (the CLI's ``--at``)."""
+    step, sep, assignment = text.partition(":")
+    try:
+        number = int(step)
+    except ValueError:
+        number = 0
+    if not sep or number < 1:
+        raise SettingError(f"--at takes STEP:KEY=VALUE with STEP an integer >= 1, got {text!r}")
+    key, value = parse_assignment(assignment)
+    return number, key, value
+
+
+def cli_command(demo: str, settings: Mapping[str, Any], steps: int, seed: int, command: str = "train",
+                changes: Sequence[tuple[int, str, Any]] = ()) -> str:
+    """The ``python -m lossviz`` command that reproduces a run (only the keys that differ from defaults),
+    with an ``--at STEP:KEY=VALUE`` for every knob change ``(step, key, value)`` made during the run."""
     base = defaults(demo)
     parts = ["python", "-m", "lossviz", command, demo]
     for key in keys(demo):
         if key in settings and settings[key] != base[key]:
-            parts += ["--set", f"{key}={_format_value(settings[key])}"]
+            parts += ["--set", f"{key}={format_value(settings[key])}"]
+    for step, key, value in changes:
+        parts += ["--at", f"{step}:{key}={format_value(value)}"]
     parts += ["--steps", str(steps), "--seed", str(seed)]
     return " ".join(parts)
 
 
-def _format_value(value) -> str:
+def format_value(value) -> str:
+    """A setting as text that parses back to the same value (floats round-trip through ``repr``)."""
     return repr(value) if isinstance(value, float) else str(value)
 
 

@@ -258,7 +258,8 @@ class Trainer:
     def __init__(self, demo: str, settings: Mapping[str, Any] | None = None, seed: int = 0,
                  stop_on_nonfinite: bool = False):
         self.demo = demos.get_demo(demo)
-        self.settings = config.resolve(self.demo.name, settings)
+        self.settings = config.resolve(self.demo.name, settings)  # in force now; ``set`` changes the numbers
+        self.initial_settings = dict(self.settings)
         self.seed = int(seed)
         self.stop_on_nonfinite = bool(stop_on_nonfinite)
         self.data = self.demo.make_data(self.settings, self.seed)
@@ -268,11 +269,67 @@ class Trainer:
         self.engine = acquire(self.demo, self.settings)
         self._finalizer = weakref.finalize(self, release, self.engine)
         self.engine.reset(self.seed, config.effective_lr(self.demo.name, self.settings))
-        self.hp = {k: tf.constant(v, tf.float32) for k, v in self.demo.hyperparameters(self.settings).items()}
+        self.hp = self._hyperparameters()
         self.initial_weights = self.engine.weights()
         self.snapshots: list[tuple[int, list[np.ndarray]]] = [(0, self.initial_weights)]  # after each chunk
-        self.records: list[dict[str, Any]] = []
+        self.knobs = config.knob_keys(self.demo.name, self.settings)
+        self.records = records.RecordLog(self.layout.columns, self.knobs, self.layout.place,
+                                         int_knobs=[k for k in self.knobs if config.param(demo, k).kind == "int"])
         self.stopped = False  # set once a non-finite step ends a stop-on-nonfinite run
+        self._changes_lock = threading.Lock()
+        self._pending: dict[str, Any] = {}  # from ``set``: applies before the next step computed
+        self._scheduled: dict[int, dict[str, Any]] = {}  # from ``at``: step -> knobs applied from that step on
+
+    def _hyperparameters(self) -> dict[str, tf.Tensor]:
+        return {k: tf.constant(v, tf.float32) for k, v in self.demo.hyperparameters(self.settings).items()}
+
+    # -- knobs during a run ---------------------------------------------------------------------------
+
+    def _checked(self, knobs: Mapping[str, Any]) -> dict[str, Any]:
+        requested = self.requested
+        return {key: config.live_change(self.demo.name, requested, key, raw) for key, raw in knobs.items()}
+
+    def set(self, **knobs) -> None:
+        """Change numeric settings (lr, c, penalty, epsilon, a fixed alpha, clipnorm, clipvalue, batch_size)
+        from the next step computed on (the next chunk, if one is being trained), keeping weights and
+        optimizer state. Checked as ``settings`` checks them; a bad value, or a key that shapes the graph or
+        the data, raises ``ValueError`` (a :class:`~lossviz.settings.SettingError`) naming the key."""
+        checked = self._checked(knobs)
+        with self._changes_lock:
+            self._pending.update(checked)
+
+    def at(self, step: int, **knobs) -> None:
+        """Schedule a knob change from ``step`` on (a step not trained yet); checked as :meth:`set`."""
+        if step <= self.step:
+            raise config.SettingError(f"step {step} is already trained (the run is at step {self.step})")
+        checked = self._checked(knobs)
+        with self._changes_lock:
+            self._scheduled.setdefault(int(step), {}).update(checked)
+
+    @property
+    def requested(self) -> dict[str, Any]:
+        """The settings in force once the pending changes apply."""
+        with self._changes_lock:
+            return {**self.settings, **self._pending}
+
+    def _apply_due(self) -> None:
+        """Apply the changes scheduled for the next step and the pending ``set`` ones (numbers only: no
+        retrace, weights and optimizer slots untouched)."""
+        with self._changes_lock:
+            changes = {**self._scheduled.pop(self.step + 1, {}), **self._pending}
+            self._pending = {}
+        changes = {k: v for k, v in changes.items() if self.settings[k] != v}
+        if not changes:
+            return
+        self.settings.update(changes)
+        self.hp = self._hyperparameters()
+        if "lr" in changes:
+            self.engine.optimizer.learning_rate = config.effective_lr(self.demo.name, self.settings)
+
+    def _next_scheduled(self) -> int | None:
+        with self._changes_lock:
+            later = [s for s in self._scheduled if s > self.step + 1]
+        return min(later) if later else None
 
     @property
     def model(self) -> keras.Model:
@@ -284,7 +341,8 @@ class Trainer:
 
     @property
     def step(self) -> int:
-        return len(self.records)
+        """The number of steps trained (the last record's step)."""
+        return self.records.last_step
 
     @property
     def first_nonfinite(self) -> dict[str, Any] | None:
@@ -301,50 +359,41 @@ class Trainer:
         idx, self._queue = self._queue[:need], self._queue[need:]
         return idx.reshape(count, b)
 
-    def run(self, steps: int, chunk: int = DEFAULT_CHUNK,
+    def run(self, steps: int | None, chunk: int = DEFAULT_CHUNK,
             should_stop: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
-        """Train ``steps`` more steps; yield each record. Fewer steps when a non-finite value stops a
-        stop-on-nonfinite run, or when ``should_stop()`` turns true (checked between chunks)."""
-        if steps < 1:
+        """Train ``steps`` more steps (``None``: until ``should_stop()``); yield each record. Fewer steps when
+        a non-finite value stops a stop-on-nonfinite run, or when ``should_stop()`` turns true (checked
+        between chunks). Knob changes apply between chunks; a scheduled one starts a chunk of its own."""
+        if steps is not None and steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         fused = self.engine.fused(self.data, self.eval_set, tuple(self.hp))
-        columns = self.layout.columns
         left = steps
-        while left > 0 and not self.stopped and not (should_stop and should_stop()):
-            k = min(chunk, left)
+        while (left is None or left > 0) and not self.stopped and not (should_stop and should_stop()):
+            self._apply_due()
+            k = chunk if left is None else min(chunk, left)
+            upcoming = self._next_scheduled()
+            if upcoming is not None:
+                k = min(k, upcoming - self.step - 1)
             idx = self._next_batches(k)
             batch = self.data.take(idx)
             vectors, places = fused(batch.inputs, batch.targets, self.eval_set.inputs, self.eval_set.targets,
                                     self.hp, np.float32(self.settings["clipnorm"]),
                                     np.float32(self.settings["clipvalue"]), self.stop_on_nonfinite)
             vectors, places = vectors.numpy(), places.numpy()
-            for vector, code in zip(vectors, places):
-                record = self._record(columns, vector, int(code))
-                self.records.append(record)
-                yield record
+            knobs = [float(self.settings[key]) for key in self.knobs]
+            yield from self.records.append(self.step + 1, vectors, places, knobs)
             if len(vectors):
                 self._snapshot()
-            if self.stop_on_nonfinite and len(vectors) and vectors[-1][columns.index("nonfinite")] > 0:
+            if self.stop_on_nonfinite and len(vectors) and vectors[-1][self.layout.columns.index("nonfinite")] > 0:
                 self.stopped = True
-            left -= k
+            if left is not None:
+                left -= k
 
     def _snapshot(self) -> None:
         """Keep the weights for the training trajectory; past MAX_SNAPSHOTS, thin out every other one."""
         self.snapshots.append((self.step, self.engine.weights()))
         if len(self.snapshots) > MAX_SNAPSHOTS:
             self.snapshots = self.snapshots[:-1:2] + self.snapshots[-1:]
-
-    def _record(self, columns, vector, code) -> dict[str, Any]:
-        place, kind = self.layout.place(code)
-        record: dict[str, Any] = {"step": self.step + 1}
-        for name, value in zip(columns, vector.tolist()):
-            if name == "nonfinite":
-                record[name] = int(value)
-                record["first_nonfinite"] = place
-                record["nonfinite_in"] = kind
-            else:
-                record[name] = value
-        return record
 
     def predict(self, dataset: Dataset | None = None) -> dict[str, np.ndarray]:
         """The model's outputs on ``dataset`` (default: the run's data), as numpy arrays."""
@@ -371,45 +420,138 @@ def train(demo: str, settings: Mapping[str, Any] | None = None, steps: int = 200
 
 
 class TrainingJob:
-    """A :class:`Trainer` running in a background thread, so a UI can redraw and stop it while it trains.
+    """A :class:`Trainer` in a background thread, so a UI can redraw, pause, step and turn knobs while it trains.
 
-    ``records`` grows as chunks complete (it is the trainer's own list); ``stop()`` ends the run after the
-    current chunk; ``error`` holds the message of an exception that ended it.
+    ``steps`` is the run's length (``None``: until paused or stopped). ``records`` grows as chunks complete (the
+    trainer's own log). ``pause()`` ends the current stretch after its chunk, ``resume()`` goes on towards
+    ``steps``, ``play()`` goes on with no end, ``step(n)`` trains n more steps and pauses again, ``set(**knobs)``
+    changes numbers from the next chunk on, ``stop()`` ends the run. Weights and optimizer state carry over
+    from one stretch to the next, so a paused and resumed run equals an uninterrupted one, bit for bit.
+    ``error`` holds the message of an exception that ended it.
     """
 
-    def __init__(self, demo: str, settings: Mapping[str, Any] | None, steps: int, seed: int = 0,
-                 stop_on_nonfinite: bool = False, chunk: int = DEFAULT_CHUNK):
+    def __init__(self, demo: str, settings: Mapping[str, Any] | None, steps: int | None, seed: int = 0,
+                 stop_on_nonfinite: bool = False, chunk: int = DEFAULT_CHUNK, start: bool = True):
         self.trainer = Trainer(demo, settings, seed, stop_on_nonfinite)
-        self.steps = int(steps)
+        self.steps = None if steps is None else int(steps)
         self.chunk = chunk
         self.error: str | None = None
+        self.paused = not start
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, name=f"lossviz-{demo}", daemon=True)
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._control = threading.Lock()  # one control call at a time (pages rerun from several threads)
+        if start:
+            self._launch(self.steps)
+
+    def _launch(self, until: int | None, pause_after: bool = False) -> None:
+        """Train in a new thread up to step ``until`` (None: no end); the previous stretch has ended."""
+        self._stop.clear()
+        self.paused = False
+        left = None if until is None else until - self.trainer.step
+        if left is not None and left < 1:
+            self.paused = pause_after
+            return
+        self._thread = threading.Thread(target=self._work, args=(left, pause_after),
+                                        name=f"lossviz-{self.trainer.demo.name}", daemon=True)
         self._thread.start()
 
-    def _work(self) -> None:
+    def _work(self, left: int | None, pause_after: bool) -> None:
         try:
-            for _ in self.trainer.run(self.steps, self.chunk, should_stop=self._stop.is_set):
+            for _ in self.trainer.run(left, self.chunk, should_stop=self._stop.is_set):
                 pass
         except Exception as e:  # reported to the page, never raised into it
             self.error = f"{type(e).__name__}: {e}"
+        if pause_after and not self._stop.is_set():
+            self.paused = True
+
+    def _halt(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    # -- controls -------------------------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Pause after the current chunk (blocks until it is done, a chunk at most)."""
+        with self._control:
+            self._halt()
+            self.paused = not self.finished
+
+    def resume(self) -> None:
+        """Go on towards ``steps`` (with no end for a played run)."""
+        with self._control:
+            if not self.running and self.can_continue:
+                self._stopped = False
+                self._launch(self.steps)
+
+    def play(self) -> None:
+        """Go on with no step budget, until paused or stopped."""
+        with self._control:
+            self.steps = None
+        self.resume()
+
+    def step(self, n: int | None = None) -> None:
+        """Train ``n`` more steps (default: one chunk), then pause."""
+        with self._control:
+            self._halt()
+            if self.can_continue:
+                target = self.trainer.step + (n or self.chunk)
+                if self.steps is not None:
+                    self.steps = max(self.steps, target)
+                self._stopped = False
+                self._launch(target, pause_after=True)
+
+    def stop(self) -> None:
+        """End the run after the current chunk (does not wait)."""
+        self._stopped = True
+        self.paused = False
+        self._stop.set()
+
+    def set(self, **knobs) -> None:
+        """Knob changes from the next chunk on; see :meth:`Trainer.set`."""
+        self.trainer.set(**knobs)
+
+    # -- state ----------------------------------------------------------------------------------------
 
     @property
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> records.RecordLog:
         return self.trainer.records
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def can_continue(self) -> bool:
+        return not self.trainer.stopped and self.error is None
+
+    @property
+    def finished(self) -> bool:
+        """Ended for good: its steps are done, a non-finite value stopped it, or an error."""
+        if self.running:
+            return False
+        done = self.steps is not None and self.trainer.step >= self.steps
+        return not self.can_continue or (done and not self.paused)
+
+    @property
+    def status(self) -> str:
+        """``running``, ``paused``, ``stopped`` (by ``stop()``) or ``finished``."""
+        if self.running:
+            return "running"
+        if self.paused and self.can_continue:
+            return "paused"
+        if self._stopped and not self.finished:
+            return "stopped"
+        return "finished"
 
     @property
     def stopped_early(self) -> bool:
-        return not self.running and len(self.records) < self.steps
-
-    def stop(self) -> None:
-        self._stop.set()
+        return self.status == "stopped"
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the run ends; True when it has ended."""
-        self._thread.join(timeout)
+        """Block until the current stretch ends; True when it has ended."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
         return not self.running

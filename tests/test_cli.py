@@ -45,6 +45,13 @@ def test_train_two_branch_has_alpha_column(tmp_path):
     (["train", "max-mse", "--steps", "0"], ">= 1"),
     (["train", "max-mse", "--set", "lr"], "KEY=VALUE"),
     (["fly"], "invalid choice"),
+    (["train", "sparse-penalty", "--at", "5:foo=1"], "unknown key 'foo'"),
+    (["train", "sparse-penalty", "--at", "5:variant=naive"], "variant shapes the compiled graph"),
+    (["train", "sparse-penalty", "--at", "500:lr=0.1", "--steps", "100"], "step 500 is past the run's 100 steps"),
+    (["train", "sparse-penalty", "--at", "0:lr=0.1"], "STEP:KEY=VALUE with STEP an integer >= 1"),
+    (["train", "sparse-penalty", "--at", "lr=0.1"], "STEP:KEY=VALUE"),
+    (["train", "sparse-penalty", "--at", "5:penalty=-2"], "penalty must be a number > 0"),
+    (["train", "two-branch", "--set", "alpha=trainable", "--at", "5:alpha=0.9"], "alpha shapes the compiled graph"),
 ])
 def test_bad_input_exits_2_with_one_line(args, words):
     proc = subprocess.run([sys.executable, "-m", "lossviz", *args], cwd=ROOT, capture_output=True, text=True,
