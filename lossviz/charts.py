@@ -14,10 +14,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .records import knob_changes
 from .surfaces import Curve, Surface
 
 Records = Sequence[dict[str, Any]]
 Runs = Mapping[str, Records]
+MAX_MARKERS = 30  # knob-change markers drawn per run (the latest ones), so a redraw stays cheap
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 DASHES = ("dash", "dot", "dashdot", "longdash")
 
@@ -64,6 +66,19 @@ def _nonfinite_marks(fig, df: pd.DataFrame, y_col: str, color: str, name: str) -
     fig.add_trace(trace)
 
 
+def change_markers(fig: go.Figure, runs: Runs, **where) -> None:
+    """A dashed vertical line at every step where a run's knobs changed, labelled e.g. ``penalty 10 -> 50``
+    (prefixed by the run's name when several runs are drawn)."""
+    for label, records in runs.items():
+        by_step: dict[int, list[str]] = {}
+        for step, key, old, new in knob_changes(records)[-MAX_MARKERS:]:
+            by_step.setdefault(step, []).append(f"{key} {old:g} -> {new:g}")
+        prefix = f"{label.split(':')[0]}: " if len(runs) > 1 else ""
+        for step, words in by_step.items():
+            fig.add_vline(x=step, line=dict(color="grey", dash="dash", width=1), annotation_text=prefix + ", ".join(words),
+                          annotation_position="top right", annotation_font_size=10, **where)
+
+
 def loss_chart(runs: Runs, log_y: bool = False) -> go.Figure:
     """Total loss (solid) and each loss term (dashed) over steps, non-finite steps marked."""
     fig = go.Figure()
@@ -79,6 +94,7 @@ def loss_chart(runs: Runs, log_y: bool = False) -> go.Figure:
         if not first.empty:
             fig.add_vline(x=int(first["step"].iloc[0]), line=dict(color="red", dash="dot"),
                           annotation_text=f"first NaN/inf ({label})", annotation_position="top left")
+    change_markers(fig, runs)
     if log_y:
         fig.update_yaxes(type="log")
     fig.update_xaxes(title="step")
@@ -91,6 +107,7 @@ def grad_norm_chart(runs: Runs) -> go.Figure:
     for label, df, color in _each_run(runs):
         fig.add_trace(go.Scatter(x=df["step"], y=_finite(df["grad_norm"]), name=label, line=dict(color=color)))
         _nonfinite_marks(fig, df, "grad_norm", color, label)
+    change_markers(fig, runs)
     fig.update_yaxes(type="log", title="global gradient norm")
     fig.update_xaxes(title="step")
     return _layout(fig, "Gradient norm")
@@ -111,6 +128,7 @@ def layer_heatmap(records: Records, label: str = "") -> go.Figure:
     if len(bad_layer):
         fig.add_trace(go.Scatter(x=df["step"].to_numpy()[bad_step], y=[names[i] for i in bad_layer], mode="markers",
                                  marker=dict(symbol="x", color="red", size=6), name="non-finite"))
+    change_markers(fig, {label: records})
     fig.update_xaxes(title="step")
     return _layout(fig, f"Gradient norm per layer {label}".strip(), height=120 + 28 * max(len(names), 3))
 
@@ -125,6 +143,8 @@ def metrics_chart(runs: Runs) -> go.Figure:
             if name in df:
                 fig.add_trace(go.Scatter(x=df["step"], y=_finite(df[name]), name=label, legendgroup=label,
                                          showlegend=j == 0, line=dict(color=color)), row=1, col=j + 1)
+    if names:
+        change_markers(fig, runs, row="all", col="all")
     fig.update_xaxes(title="step")
     return _layout(fig, "Metrics", height=320)
 
