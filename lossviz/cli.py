@@ -76,19 +76,6 @@ def _add_schedule_argument(p: argparse.ArgumentParser) -> None:
                    help="change a numeric setting from step STEP on (as the page's knobs do); repeat for several")
 
 
-def _schedule(args) -> list[tuple[int, str, object]]:
-    """The checked ``--at`` changes, in step order: each key may change during a run, each step is in the run."""
-    changes = []
-    settings = dict(args.settings)
-    for step, key, raw in sorted((config.parse_change(text) for text in args.changes), key=lambda c: c[0]):
-        if step > args.steps:
-            raise config.SettingError(f"--at {step}:{key}={raw}: step {step} is past the run's {args.steps} steps")
-        value = config.live_change(args.demo, settings, key, raw)
-        settings[key] = value
-        changes.append((step, key, value))
-    return changes
-
-
 def _trainer(args, **options):
     """The run's trainer with its ``--at`` schedule."""
     from .training import Trainer
@@ -193,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.overrides = dict(config.parse_assignment(a) for a in args.assignments)
         args.settings = config.resolve(config.check_demo(args.demo), args.overrides)
-        args.schedule = _schedule(args) if hasattr(args, "changes") else []
+        args.schedule = config.schedule(args.demo, args.settings, getattr(args, "changes", []), args.steps)
         if args.command == "sweep":
             from .sweep import grid_points, parse_grid
 

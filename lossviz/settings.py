@@ -206,6 +206,20 @@ def parse_change(text: str) -> tuple[int, str, str]:
     return number, key, value
 
 
+def schedule(demo: str, settings: Mapping[str, Any], texts: Sequence[str], steps: int) -> list[tuple[int, str, Any]]:
+    """Checked ``STEP:KEY=VALUE`` changes (the CLI's ``--at``, the page's address) in step order: each key may
+    change during a run, each value is allowed, each step lies in a run of ``steps`` steps."""
+    current = dict(settings)
+    changes = []
+    for step, key, raw in sorted((parse_change(str(t)) for t in texts), key=lambda c: c[0]):
+        if step > steps:
+            raise SettingError(f"{step}:{key}={raw}: step {step} is past the run's {steps} steps")
+        value = live_change(demo, current, key, raw)
+        current[key] = value
+        changes.append((step, key, value))
+    return changes
+
+
 def cli_command(demo: str, settings: Mapping[str, Any], steps: int, seed: int, command: str = "train",
                 changes: Sequence[tuple[int, str, Any]] = ()) -> str:
     """The ``python -m lossviz`` command that reproduces a run (only the keys that differ from defaults),

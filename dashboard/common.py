@@ -1,0 +1,71 @@
+"""What every section of the dashboard shares: the families' texts, cached figures, number formats."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import streamlit as st
+
+from lossviz import charts, surfaces
+
+REDRAW_SECONDS = 0.5  # live charts redraw at most twice a second, whatever the step rate
+
+FAMILIES: dict[str, dict[str, str]] = {
+    "policy-value": {
+        "title": "Masked policy/value loss (AlphaGo Zero)",
+        "page": "pages/1_Policy_value.py",
+        "problem": "A two-headed network whose loss needs both heads, and a legal-move mask. A popular answer "
+                   "builds the mask from `pi == 1`: whenever the search spreads its visits over several moves, "
+                   "that mask is empty and the policy head learns nothing. Here p is a softmax over the legal "
+                   "moves only.",
+        "latex": r"l = (z - v)^2 - \pi^\top \log p + c\,\lVert\theta\rVert^2",
+    },
+    "two-branch": {
+        "title": "Weighted two-branch loss",
+        "page": "pages/2_Two_branch.py",
+        "problem": "Two outputs of different shapes mixed by a weight alpha. Make alpha trainable and minimise "
+                   "the loss over it, as suggested, and it runs to 0 or 1, switching a branch off; learned "
+                   "uncertainty weighting (Kendall et al. 2018) does not.",
+        "latex": r"L = \alpha L_1 + (1 - \alpha) L_2,\quad \alpha \in [0, 1]",
+    },
+    "sparse-penalty": {
+        "title": "Sparse-penalty binary cross-entropy",
+        "page": "pages/3_Sparse_penalty.py",
+        "problem": "Events in 2% of the hours. Plain BCE learns 'always 0'; the hand-written penalised loss "
+                   "gives NaN; clipping makes it finite but flat (no gradient); the suggested per-batch "
+                   "`K.switch` does not weight the positives at all. From logits it is exact.",
+        "latex": r"L = -\big(\text{penalty}\cdot y \log p + (1 - y)\log(1 - p)\big)",
+    },
+    "max-mse": {
+        "title": "Maximised MSE",
+        "page": "pages/4_Max_MSE.py",
+        "problem": "A generator that must maximise an MSE. -MSE and a negative learning rate climb the same hill; "
+                   "1/MSE only pushes the nearest points away and its gradient explodes near a zero residual.",
+        "latex": r"-\tfrac{1}{n}\sum (\hat y - y)^2 \quad\text{or}\quad \tfrac{1}{n}\sum \frac{1}{(\hat y - y)^2 + \epsilon}",
+    },
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def analytic_figure(demo: str, settings_items: tuple):
+    settings = dict(settings_items)
+    return charts.curves_chart(surfaces.curves(demo, settings))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def surface_figure(demo: str, settings_items: tuple):
+    found = surfaces.surface(demo, dict(settings_items))
+    return charts.surface_chart(found) if found is not None else None
+
+
+def fmt(x: Any) -> str:
+    """A number for a person: 5 significant digits; nan / inf as such."""
+    if isinstance(x, float):
+        return f"{x:.5g}" if math.isfinite(x) else str(x)
+    return str(x)
+
+
+def jobs(demo: str) -> dict[str, Any]:
+    """This session's training jobs of a demo, by run name (``A``, ``B``)."""
+    return st.session_state.setdefault("jobs", {}).setdefault(demo, {})

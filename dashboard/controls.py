@@ -1,0 +1,245 @@
+"""The sidebar: a slider and an exact-value box per numeric knob, choices, the compare run, validation, and
+the page state in the URL query.
+
+The text box holds the value in force (any text reaches validation, as on the CLI); the slider moves over a
+grid of round values (log-spaced for lr, penalty, epsilon, c and clipping) and writes the box. Moving either
+while a run exists sends the change to the run (``TrainingJob.set``), which applies it from its next chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import streamlit as st
+
+from lossviz import links
+from lossviz import settings as config
+
+from .common import jobs
+
+DECADES = {"lr": (-5, 0), "penalty": (-1, 3), "epsilon": (-9, 0), "c": (-6, 0), "clipnorm": (-3, 2),
+           "clipvalue": (-3, 2)}
+LINEAR = {"alpha": (0.0, 1.0, 0.01), "positive_rate": (0.005, 0.5, 0.005)}
+OFF_AT_ZERO = ("clipnorm", "clipvalue")
+
+
+def _grid(p: config.Param) -> list[float] | None:
+    """The slider's values of a log-scale knob (None for a linear one)."""
+    if p.kind == "int":
+        return [2 ** k for k in range(13) if p.check(2 ** k)]
+    if p.key not in DECADES:
+        return None
+    low, high = DECADES[p.key]
+    values = [float(f"{m}e{e}") for e in range(low, high + 1) for m in (1, 2, 5)]
+    values = [v for v in values if v <= 10.0 ** high and p.check(v)]
+    if p.check(-1.0):  # lr: negative values are gradient ascent, mirrored on the left
+        return [-v for v in reversed(values)] + values
+    return ([0.0] if p.check(0.0) else []) + values
+
+
+def _nearest(p: config.Param, value: float):
+    grid = _grid(p)
+    if grid is None:
+        low, high, step = LINEAR[p.key]
+        return round(round(min(max(value, low), high) / step) * step, 6)
+    if value == 0 or not math.isfinite(value):
+        return min(grid, key=abs)
+    same_sign = [g for g in grid if g != 0 and (g > 0) == (value > 0)] or grid
+    return min(same_sign, key=lambda g: abs(math.log(abs(g)) - math.log(abs(value))) if g else math.inf)
+
+
+def _label(v, p: config.Param) -> str:
+    return "off" if v == 0 and p.key in OFF_AT_ZERO else f"{v:g}"
+
+
+def _keys(demo: str, key: str, prefix: str) -> tuple[str, str]:
+    box = f"{prefix}{demo}:{key}"
+    return box, box + ":slider"
+
+
+def put(demo: str, key: str, value, prefix: str = "") -> None:
+    """Show ``value`` in a knob's widgets (before they are drawn in this run)."""
+    p = config.param(demo, key)
+    box = _keys(demo, key, prefix)[0]
+    if p.kind == "choice":
+        st.session_state[box] = value
+        return
+    if p.kind == "alpha":
+        st.session_state[box + ":mode"] = value if isinstance(value, str) else "number"
+        if isinstance(value, str):
+            return
+    _put_number(p, box, value)
+
+
+def _put_number(p: config.Param, box: str, value) -> None:
+    st.session_state[box] = config.format_value(value)
+    st.session_state[box + ":slider"] = _nearest(p, float(value))
+
+
+def _slider_moved(demo: str, key: str, prefix: str) -> None:
+    box, slider = _keys(demo, key, prefix)
+    value, p = st.session_state[slider], config.param(demo, key)
+    value = int(value) if p.kind == "int" else float(value) if _grid(p) is not None else round(float(value), 6)
+    st.session_state[box] = config.format_value(value)
+    _send(demo, key, prefix)
+
+
+def _box_typed(demo: str, key: str, prefix: str) -> None:
+    box, slider = _keys(demo, key, prefix)
+    p = config.param(demo, key)
+    try:
+        st.session_state[slider] = _nearest(p, float(p.parse(st.session_state[box])))
+    except (config.SettingError, TypeError, ValueError):
+        return  # the page shows what is allowed
+    _send(demo, key, prefix)
+
+
+def _send(demo: str, key: str, prefix: str) -> None:
+    """A knob moved: the runs of the page take it from their next chunk (run B mirrors A's knobs except the
+    one it compares). A value that is not allowed, or cannot change mid-run, is left to the page to explain."""
+    raw = st.session_state[_keys(demo, key, prefix)[0]]
+    own_b = st.session_state.get(f"{demo}:compare_key") if st.session_state.get(f"{demo}:compare") else None
+    for name, job in jobs(demo).items():
+        if (prefix == "B:") != (name == "B" and key == own_b):
+            continue
+        try:
+            job.set(**{key: raw})
+        except config.SettingError:
+            pass
+
+
+def knob(demo: str, p: config.Param, prefix: str = "", default: Any = None) -> Any:
+    """The widgets of one setting; returns its raw value (text for numbers, so any input reaches validation)."""
+    box, slider = _keys(demo, p.key, prefix)
+    default = p.default if default is None else default
+    if p.kind == "choice":
+        st.session_state.setdefault(box, default)
+        return st.selectbox(p.key, p.choices, key=box, help=p.help or p.allowed)
+    if p.kind == "alpha":
+        st.session_state.setdefault(box + ":mode", default if isinstance(default, str) else "number")
+        mode = st.selectbox("alpha mode", ("number", *p.choices), key=box + ":mode", help=p.help)
+        if mode != "number":
+            return mode
+        default = p.default if isinstance(default, str) else default
+    if box not in st.session_state:
+        _put_number(p, box, default)
+    grid = _grid(p)
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    args = (demo, p.key, prefix)
+    label = p.key + (" (log scale)" if grid is not None and p.kind != "int" else "")
+    with left:
+        if grid is None:
+            low, high, step = LINEAR[p.key]
+            st.slider(label, low, high, step=step, key=slider, on_change=_slider_moved, args=args, format="%g")
+        else:
+            st.select_slider(label, grid, key=slider, format_func=lambda v: _label(v, p), on_change=_slider_moved,
+                             args=args)
+    with right:
+        return st.text_input(f"{p.key} value", key=box, on_change=_box_typed, args=args, label_visibility="collapsed",
+                             help=(p.help + "; " if p.help else "") + f"exact value: {p.allowed}")
+
+
+def sidebar(demo: str) -> dict[str, Any]:
+    """Draw the controls; return the raw values, the run length, the seed and the comparison override."""
+    _apply_pending(demo)
+    params = config.PARAMS[demo]
+    with st.sidebar:
+        st.header("Loss")
+        raw = {p.key: knob(demo, p) for p in params if p.key not in config.TRAINING_KEYS}
+        st.header("Training")
+        raw.update({p.key: knob(demo, p) for p in params if p.key in config.TRAINING_KEYS})
+        st.session_state.setdefault(f"{demo}:steps", 300)
+        steps = st.number_input("steps", min_value=0, max_value=links.MAX_STEPS, step=50, key=f"{demo}:steps",
+                                help="the length of a run started with Train (Play has no end)")
+        st.session_state.setdefault(f"{demo}:seed", 0)
+        seed = st.number_input("seed", min_value=0, max_value=2**31 - 1, key=f"{demo}:seed")
+        stop_nan = st.checkbox("stop at the first NaN/inf", value=False, key=f"{demo}:stop_nan")
+        st.header("Compare")
+        compare = st.checkbox("train a second run B", key=f"{demo}:compare",
+                              help="same seed and data, one setting changed; B follows A's other knobs")
+        other = None
+        if compare:
+            keys = [p.key for p in params]
+            st.session_state.setdefault(f"{demo}:compare_key", config.COMPARE_KEY[demo])
+            key = st.selectbox("setting to change", keys, key=f"{demo}:compare_key")
+            other = (key, knob(demo, config.param(demo, key), "B:", config.COMPARE_DEFAULT[demo].get(key)))
+    return {"raw": raw, "steps": int(steps), "seed": int(seed), "stop_nan": stop_nan, "other": other}
+
+
+def validate(demo: str, choice: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The settings of run A (and B) or the messages that say what is allowed."""
+    errors = []
+    runs: dict[str, dict[str, Any]] = {}
+    if choice["steps"] < 1:
+        errors.append("steps must be an integer >= 1")
+    try:
+        runs["A"] = config.resolve(demo, choice["raw"])
+    except config.SettingError as e:
+        errors.append(str(e))
+    if choice["other"] and "A" in runs:
+        key, value = choice["other"]
+        try:
+            runs["B"] = config.resolve(demo, {**choice["raw"], key: value})
+        except config.SettingError as e:
+            errors.append(f"run B: {e}")
+    return runs, errors
+
+
+def label(demo: str, name: str, settings: dict[str, Any], base: dict[str, Any] | None = None) -> str:
+    ref = base or config.defaults(demo)
+    changed = [f"{k}={config.format_value(v)}" for k, v in settings.items() if v != ref.get(k)]
+    return f"{name}: " + (", ".join(changed[:3]) if changed else "defaults")
+
+
+def load(demo: str, state: links.RunState) -> None:
+    """Put a run's state into the sidebar at the next rerun, with its schedule for the next runs."""
+    st.session_state[f"{demo}:pending"] = state
+    st.session_state[f"{demo}:schedule"] = {"A": list(state.schedule), "B": state.b_schedule()}
+
+
+def _apply_pending(demo: str) -> None:
+    """Put a loaded state (stability map cell, scenario, URL) into the widgets, before they are drawn."""
+    state: links.RunState | None = st.session_state.pop(f"{demo}:pending", None)
+    if state is None:
+        return
+    for key, value in config.resolve(demo, state.settings).items():
+        put(demo, key, value)
+    st.session_state[f"{demo}:steps"] = state.steps
+    st.session_state[f"{demo}:seed"] = state.seed
+    st.session_state[f"{demo}:compare"] = state.compare is not None
+    if state.compare is not None:
+        key, value = state.compare
+        st.session_state[f"{demo}:compare_key"] = key
+        put(demo, key, value, "B:")
+
+
+# ----------------------------------------------------------------------------- the URL query
+
+
+def read_query(demo: str) -> None:
+    """Once per session and page: load the state the address carries (a warning and the defaults when it is
+    malformed)."""
+    flag = f"{demo}:query_read"
+    if st.session_state.get(flag):
+        return
+    st.session_state[flag] = True
+    query = {key: st.query_params.get_all(key) for key in st.query_params}
+    if not query:
+        return
+    try:
+        state = links.from_query(demo, query)
+    except config.SettingError as e:
+        st.session_state[f"{demo}:query_warning"] = str(e)
+        return
+    load(demo, state)
+    st.session_state[f"{demo}:query_loaded"] = True
+
+
+def write_query(demo: str, state: links.RunState | None) -> None:
+    """Keep the address in step with the page: copying it reproduces the run shown."""
+    if state is None:
+        return
+    query = links.to_query(demo, state)
+    if {key: st.query_params.get_all(key) for key in st.query_params} != query:
+        st.query_params.from_dict(query)

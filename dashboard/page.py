@@ -1,0 +1,51 @@
+"""A demo page: title and formula, the sidebar, scenarios, the loss over its input, the live section and
+the stability map; the state of the page is kept in the address."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import streamlit as st
+
+from . import controls, live, scenarios, stability
+from .common import FAMILIES, analytic_figure, jobs, surface_figure
+
+
+def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> None:
+    family = FAMILIES[demo]
+    st.title(family["title"])
+    st.markdown(family["problem"])
+    st.latex(family["latex"])
+    controls.read_query(demo)
+    warning = st.session_state.pop(f"{demo}:query_warning", None)
+    if warning:
+        st.warning(f"The address holds settings lossviz cannot use ({warning}); showing the defaults.")
+    if st.session_state.pop(f"{demo}:query_loaded", False):
+        st.info("Loaded the run in the address into the sidebar: press Train to reproduce it.")
+    choice = controls.sidebar(demo)
+    runs, errors = controls.validate(demo, choice)
+    for message in errors:
+        st.error(message)
+    scenarios.section(demo)
+    scenarios.autostart(demo, lambda: _start_scenario(demo, runs, choice, errors))
+
+    if "A" in runs:
+        with st.expander("The loss over its input, for these settings", expanded=not jobs(demo)):
+            items = tuple(sorted(runs["A"].items()))
+            st.plotly_chart(analytic_figure(demo, items), key="analytic")
+            figure = surface_figure(demo, items)
+            if figure is not None:
+                st.plotly_chart(figure, key="surface")
+
+    live.section(demo, runs, choice, errors, extra_view)
+    stability.section(demo, runs.get("A"), choice["seed"])
+    if not errors:
+        controls.write_query(demo, live.run_state(demo, runs, choice))
+
+
+def _start_scenario(demo: str, runs, choice, errors) -> bool:
+    if errors:
+        return False
+    for job in live.start(demo, runs, choice["steps"], choice["seed"], choice["stop_nan"], None).values():
+        job.resume()
+    return True
