@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from lossviz import links
 from lossviz import records as rec
 from lossviz import settings as config
 from lossviz.cli import main
@@ -185,3 +186,32 @@ def test_window_is_bounded_and_keeps_changes_and_the_first_nan():
     assert [r["step"] for r in shown[-500:]] == list(range(2531, 3031))
     assert rec.first_nonfinite(shown)["step"] == 3
     assert rec.knob_changes(shown) == [(31, "lr", 0.05, 0.01)]
+
+
+def test_run_state_round_trips_through_a_query():
+    state = links.RunState({**config.defaults("sparse-penalty"), "variant": "naive", "lr": 0.05}, seed=4, steps=90,
+                           compare=("penalty", 30.0), schedule=[(11, "lr", 0.005), (40, "penalty", 20.0)],
+                           schedule_b=[(50, "penalty", 60.0)])
+    query = links.to_query("sparse-penalty", state)
+    assert query["at"] == ["11:lr=0.005", "40:penalty=20.0"] and query["variant"] == ["naive"]
+    assert links.from_query("sparse-penalty", query) == state
+    assert state.b_schedule() == [(11, "lr", 0.005), (50, "penalty", 60.0)]  # B keeps its own penalty
+
+
+@pytest.mark.parametrize("query, words", [
+    ({"lr": ["nan"]}, "lr must be a finite number"),
+    ({"os.system": ["id"]}, "unknown key 'os.system'"),
+    ({"lr": ["0.1", "0.2"]}, "lr appears 2 times"),
+    ({"steps": ["0"]}, "steps must be an integer from 1"),
+    ({"compare": ["variant"]}, "compare takes KEY:VALUE"),
+    ({"at": ["5:variant=naive"]}, "variant shapes the compiled graph"),
+    ({"at": ["50:lr=0.1"], "steps": ["10"]}, "step 50 is past the run's 10 steps"),
+    ({"at_b": ["5:lr=0.1"]}, "at_b needs compare"),
+    ({"compare": ["lr:0.1"], "at_b": ["5:penalty=3"]}, "at_b changes only the compared setting"),
+    ({"lr": ["1" * 1000]}, "more or longer values"),
+    ({"at": ["1:lr=0.1"] * 300}, "more or longer values"),
+])
+def test_a_bad_query_is_refused_in_one_line(query, words):
+    with pytest.raises(config.SettingError) as info:
+        links.from_query("sparse-penalty", query)
+    assert words in str(info.value) and "\n" not in str(info.value)
