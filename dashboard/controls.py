@@ -53,52 +53,63 @@ def _label(v, p: config.Param) -> str:
     return "off" if v == 0 and p.key in OFF_AT_ZERO else f"{v:g}"
 
 
-def _keys(demo: str, key: str, prefix: str) -> tuple[str, str]:
-    box = f"{prefix}{demo}:{key}"
-    return box, box + ":slider"
+def _value_key(demo: str, key: str, prefix: str) -> str:
+    """Where a setting's raw value lives (text for numbers): one place, written by either of its widgets."""
+    return f"{prefix}{demo}:{key}"
+
+
+def _widget_key(value_key: str, which: str) -> str:
+    """The key of the current instance of a knob's slider or box. Writing the value from one widget renews
+    the other (a new key showing the new value); a stale value the browser still holds for the old instance,
+    sent along with a fragment's redraw before the new one arrived, is then ignored by the callbacks."""
+    return f"{value_key}:{which}:{st.session_state.get(f'{value_key}:{which}:v', 0)}"
+
+
+def _renew(value_key: str, which: str) -> None:
+    counter = f"{value_key}:{which}:v"
+    st.session_state[counter] = st.session_state.get(counter, 0) + 1
 
 
 def put(demo: str, key: str, value, prefix: str = "") -> None:
     """Show ``value`` in a knob's widgets (before they are drawn in this run)."""
     p = config.param(demo, key)
-    box = _keys(demo, key, prefix)[0]
+    where = _value_key(demo, key, prefix)
     if p.kind == "choice":
-        st.session_state[box] = value
+        st.session_state[where] = value
         return
     if p.kind == "alpha":
-        st.session_state[box + ":mode"] = value if isinstance(value, str) else "number"
+        st.session_state[where + ":mode"] = value if isinstance(value, str) else "number"
         if isinstance(value, str):
             return
-    _put_number(p, box, value)
+    st.session_state[where] = config.format_value(value)
+    _renew(where, "slider")
+    _renew(where, "box")
 
 
-def _put_number(p: config.Param, box: str, value) -> None:
-    st.session_state[box] = config.format_value(value)
-    st.session_state[box + ":slider"] = _nearest(p, float(value))
-
-
-def _slider_moved(demo: str, key: str, prefix: str) -> None:
-    box, slider = _keys(demo, key, prefix)
-    value, p = st.session_state[slider], config.param(demo, key)
+def _slider_moved(demo: str, key: str, prefix: str, widget: str) -> None:
+    if widget != _widget_key(_value_key(demo, key, prefix), "slider"):
+        return  # an old instance's value, echoed by the browser: the knob has moved on since
+    value, p = st.session_state[widget], config.param(demo, key)
     value = int(value) if p.kind == "int" else float(value) if _grid(p) is not None else round(float(value), 6)
-    st.session_state[box] = config.format_value(value)
+    where = _value_key(demo, key, prefix)
+    st.session_state[where] = config.format_value(value)
+    _renew(where, "box")
     _send(demo, key, prefix)
 
 
-def _box_typed(demo: str, key: str, prefix: str) -> None:
-    box, slider = _keys(demo, key, prefix)
-    p = config.param(demo, key)
-    try:
-        st.session_state[slider] = _nearest(p, float(p.parse(st.session_state[box])))
-    except (config.SettingError, TypeError, ValueError):
-        return  # the page shows what is allowed
+def _box_typed(demo: str, key: str, prefix: str, widget: str) -> None:
+    where = _value_key(demo, key, prefix)
+    if widget != _widget_key(where, "box"):
+        return  # an old instance's value, echoed by the browser: the knob has moved on since
+    st.session_state[where] = st.session_state[widget]
+    _renew(where, "slider")
     _send(demo, key, prefix)
 
 
 def _send(demo: str, key: str, prefix: str) -> None:
     """A knob moved: the runs of the page take it from their next chunk (run B mirrors A's knobs except the
     one it compares). A value that is not allowed, or cannot change mid-run, is left to the page to explain."""
-    raw = st.session_state[_keys(demo, key, prefix)[0]]
+    raw = st.session_state[_value_key(demo, key, prefix)]
     own_b = st.session_state.get(f"{demo}:compare_key") if st.session_state.get(f"{demo}:compare") else None
     for name, job in jobs(demo).items():
         if (prefix == "B:") != (name == "B" and key == own_b):
@@ -109,35 +120,46 @@ def _send(demo: str, key: str, prefix: str) -> None:
             pass
 
 
+def _slider_position(p: config.Param, raw: str, default) -> Any:
+    try:
+        return _nearest(p, float(p.parse(raw)))
+    except (config.SettingError, TypeError, ValueError):
+        return _nearest(p, float(default))
+
+
 def knob(demo: str, p: config.Param, prefix: str = "", default: Any = None) -> Any:
     """The widgets of one setting; returns its raw value (text for numbers, so any input reaches validation)."""
-    box, slider = _keys(demo, p.key, prefix)
+    where = _value_key(demo, p.key, prefix)
     default = p.default if default is None else default
     if p.kind == "choice":
-        st.session_state.setdefault(box, default)
-        return st.selectbox(p.key, p.choices, key=box, help=p.help or p.allowed)
+        st.session_state.setdefault(where, default)
+        return st.selectbox(p.key, p.choices, key=where, help=p.help or p.allowed)
     if p.kind == "alpha":
-        st.session_state.setdefault(box + ":mode", default if isinstance(default, str) else "number")
-        mode = st.selectbox("alpha mode", ("number", *p.choices), key=box + ":mode", help=p.help)
+        st.session_state.setdefault(where + ":mode", default if isinstance(default, str) else "number")
+        mode = st.selectbox("alpha mode", ("number", *p.choices), key=where + ":mode", help=p.help)
         if mode != "number":
             return mode
         default = p.default if isinstance(default, str) else default
-    if box not in st.session_state:
-        _put_number(p, box, default)
+    if not isinstance(st.session_state.get(where), str):
+        st.session_state[where] = config.format_value(default)
+    raw = st.session_state[where]
     grid = _grid(p)
     left, right = st.columns([3, 2], vertical_alignment="bottom")
-    args = (demo, p.key, prefix)
+    slider, box = _widget_key(where, "slider"), _widget_key(where, "box")
     label = p.key + (" (log scale)" if grid is not None and p.kind != "int" else "")
+    position = _slider_position(p, raw, p.default if isinstance(p.default, (int, float)) else 0.5)
     with left:
         if grid is None:
             low, high, step = LINEAR[p.key]
-            st.slider(label, low, high, step=step, key=slider, on_change=_slider_moved, args=args, format="%g")
+            st.slider(label, low, high, value=position, step=step, key=slider, on_change=_slider_moved,
+                      args=(demo, p.key, prefix, slider), format="%g")
         else:
-            st.select_slider(label, grid, key=slider, format_func=lambda v: _label(v, p), on_change=_slider_moved,
-                             args=args)
+            st.select_slider(label, grid, value=position, key=slider, format_func=lambda v: _label(v, p),
+                             on_change=_slider_moved, args=(demo, p.key, prefix, slider))
     with right:
-        return st.text_input(f"{p.key} value", key=box, on_change=_box_typed, args=args, label_visibility="collapsed",
-                             help=(p.help + "; " if p.help else "") + f"exact value: {p.allowed}")
+        st.text_input(f"{p.key} value", value=raw, key=box, on_change=_box_typed, args=(demo, p.key, prefix, box),
+                      label_visibility="collapsed", help=(p.help + "; " if p.help else "") + f"exact value: {p.allowed}")
+    return raw
 
 
 def sidebar(demo: str) -> dict[str, Any]:

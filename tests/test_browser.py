@@ -5,11 +5,13 @@ Screenshots go to ``test-artifacts/`` (the ones in ``docs/`` were taken this way
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -90,7 +92,7 @@ def test_page_trains_and_draws(server, browser, name):
     steps.press("Enter")
     page.wait_for_timeout(500)
     if name == "sparse_penalty":  # the question's failure: compare the hand-written loss at lr = 0.05
-        lr = page.get_by_role("textbox", name="lr (log scale)")
+        lr = page.get_by_role("textbox", name="lr value")
         lr.fill("0.05")
         lr.press("Enter")
         page.get_by_text("train a second run B").click()
@@ -118,4 +120,31 @@ def test_page_trains_and_draws(server, browser, name):
         _no_exception(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.close()
+
+
+def test_play_drag_a_slider_pause(server, browser):
+    """The instrument: Play, drag the penalty slider while it trains, Pause; the change is marked on the charts."""
+    page = browser.new_page(viewport={"width": 1400, "height": 3000})
+    page.goto(f"{server}/Sparse_penalty")
+    page.get_by_role("button", name="Play", exact=True).click()
+    page.get_by_text(re.compile(r"A: defaults: running, step [1-9]")).wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    thumb = page.get_by_role("slider", name="penalty (log scale)").locator("xpath=../..")  # the visible thumb
+    box = thumb.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 35, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+    page.locator("text.annotation-text", has_text=re.compile(r"penalty 10 -> [0-9.]+")).first.wait_for(timeout=60_000)
+    moved = page.get_by_role("textbox", name="penalty value").input_value()
+    assert float(moved) > 10
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Pause", exact=True).click()
+    page.get_by_text(re.compile(r"A: defaults: paused, step [0-9,]+")).wait_for(timeout=60_000)
+    page.get_by_text("Download A as CSV").wait_for(timeout=60_000)
+    _no_exception(page)
+    assert re.search(rf"at=[0-9]+:penalty={moved}", urllib.parse.unquote(page.url))  # the address carries it
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "live_knobs.png"), full_page=True)
     page.close()

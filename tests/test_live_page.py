@@ -31,6 +31,19 @@ def _press(at, label):
     assert not at.exception
 
 
+def _widget(elements, value_key, which):
+    """The current instance of a knob's slider or box (its key carries a version: see dashboard.controls)."""
+    return next(w for w in elements if w.key and w.key.startswith(f"{value_key}:{which}:"))
+
+
+def _box(at, value_key):
+    return _widget(at.sidebar.text_input, value_key, "box")
+
+
+def _log_slider(at, value_key):
+    return _widget(at.sidebar.select_slider, value_key, "slider")
+
+
 def _annotations(at, index):
     spec = json.loads(at.get("plotly_chart")[index].proto.spec)
     return [a.get("text") for a in spec["layout"].get("annotations", [])]
@@ -44,8 +57,8 @@ def _annotations(at, index):
 ])
 def test_every_numeric_knob_has_a_slider_and_an_exact_box(demo, key, kind):
     at = _app(PAGES[demo])
-    slider = (at.sidebar.select_slider if kind == "log" else at.sidebar.slider)(key=f"{demo}:{key}:slider")
-    box = at.sidebar.text_input(key=f"{demo}:{key}")
+    slider = _widget(at.sidebar.select_slider if kind == "log" else at.sidebar.slider, f"{demo}:{key}", "slider")
+    box = _box(at, f"{demo}:{key}")
     assert box.value is not None
     if key == "lr":
         assert "-0.01" in slider.options and "1e-05" in slider.options  # ascent stays reachable
@@ -57,15 +70,15 @@ def test_every_numeric_knob_has_a_slider_and_an_exact_box(demo, key, kind):
 
 def test_slider_writes_the_box_and_the_box_moves_the_slider():
     at = _app(PAGES["sparse-penalty"])
-    at.sidebar.select_slider(key="sparse-penalty:penalty:slider").set_value(50.0).run()
-    assert at.sidebar.text_input(key="sparse-penalty:penalty").value == "50.0"
-    at.sidebar.text_input(key="sparse-penalty:lr").set_value("0.0023").run()
-    assert at.sidebar.select_slider(key="sparse-penalty:lr:slider").value == 0.002
-    assert at.sidebar.text_input(key="sparse-penalty:lr").value == "0.0023"  # the exact value stays in force
-    at.sidebar.text_input(key="sparse-penalty:lr").set_value("-0.01").run()
-    assert at.sidebar.select_slider(key="sparse-penalty:lr:slider").value == -0.01
+    _log_slider(at, "sparse-penalty:penalty").set_value(50.0).run()
+    assert _box(at, "sparse-penalty:penalty").value == "50.0"
+    _box(at, "sparse-penalty:lr").set_value("0.0023").run()
+    assert _log_slider(at, "sparse-penalty:lr").value == 0.002
+    assert _box(at, "sparse-penalty:lr").value == "0.0023"  # the exact value stays in force
+    _box(at, "sparse-penalty:lr").set_value("-0.01").run()
+    assert _log_slider(at, "sparse-penalty:lr").value == -0.01
     assert not at.error
-    at.sidebar.text_input(key="sparse-penalty:penalty").set_value("abc").run()
+    _box(at, "sparse-penalty:penalty").set_value("abc").run()
     assert not at.exception
     assert any("penalty must be a number > 0" in e.value for e in at.error)
 
@@ -78,7 +91,7 @@ def test_play_change_a_slider_pause_marks_the_change():
     assert job.steps is None
     _until(job, 40)
     before = job.trainer.step
-    at.sidebar.select_slider(key=f"{demo}:penalty:slider").set_value(50.0).run()
+    _log_slider(at, f"{demo}:penalty").set_value(50.0).run()
     after = job.trainer.step
     _until(job, after + 40)
     _press(at, "Pause")
@@ -132,13 +145,13 @@ def test_run_b_mirrors_a_and_takes_its_own_compared_knob():
     at = _app(PAGES[demo])
     at.sidebar.checkbox(key=f"{demo}:compare").check().run()
     at.sidebar.selectbox(key=f"{demo}:compare_key").set_value("lr").run()
-    at.sidebar.text_input(key=f"B:{demo}:lr").set_value("0.05").run()
+    _box(at, f"B:{demo}:lr").set_value("0.05").run()
     _press(at, "Step")
     a, b = _job(at, demo, "A"), _job(at, demo, "B")
     a.wait(), b.wait()
-    at.sidebar.text_input(key=f"{demo}:epsilon").set_value("0.5").run()  # A's knob: B mirrors it
-    at.sidebar.text_input(key=f"{demo}:lr").set_value("0.02").run()  # B compares lr: it keeps its own
-    at.sidebar.text_input(key=f"B:{demo}:lr").set_value("0.1").run()  # B's own knob
+    _box(at, f"{demo}:epsilon").set_value("0.5").run()  # A's knob: B mirrors it
+    _box(at, f"{demo}:lr").set_value("0.02").run()  # B compares lr: it keeps its own
+    _box(at, f"B:{demo}:lr").set_value("0.1").run()  # B's own knob
     _press(at, "Step")
     a.wait(), b.wait()
     at.run()  # the rerun the page's fragment asks for once the runs pause
@@ -174,9 +187,9 @@ def test_the_address_round_trips_and_reproduces_the_run():
     at.run()
     assert not at.exception and not at.warning
     assert at.sidebar.selectbox(key=f"{demo}:variant").value == "clipped"
-    assert at.sidebar.text_input(key=f"{demo}:lr").value == "0.02"
+    assert _box(at, f"{demo}:lr").value == "0.02"
     assert at.sidebar.number_input(key=f"{demo}:seed").value == 3
-    assert at.sidebar.text_input(key=f"B:{demo}:penalty").value == "30.0"
+    assert _box(at, f"B:{demo}:penalty").value == "30.0"
     assert any("step 11: lr -> 0.005" in c.value for c in at.caption)
     _press(at, "Train")
     _finish(at, demo)
@@ -209,6 +222,6 @@ def test_a_bad_address_shows_a_warning_and_the_defaults(query):
     at.run()
     assert not at.exception
     assert any("cannot use" in w.value for w in at.warning)
-    assert at.sidebar.text_input(key=f"{demo}:lr").value == "0.001"
-    assert at.sidebar.text_input(key=f"{demo}:penalty").value == "10.0"
+    assert _box(at, f"{demo}:lr").value == "0.001"
+    assert _box(at, f"{demo}:penalty").value == "10.0"
     assert not at.error
