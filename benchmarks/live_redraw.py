@@ -1,10 +1,17 @@
-"""How much the live page's redraws slow training: steps/s of a background training job alone, and with a
-second thread that rebuilds and serialises every chart of the page every REDRAW_SECONDS (what the page's
-fragment does while a run trains).
+"""How much the live page's redraws slow training, and whether a redraw gets slower as the history grows.
 
-    python benchmarks/live_redraw.py [--steps 3000]
+Two cases, each run alone and with a second thread that rebuilds and serialises every chart of the page every
+REDRAW_SECONDS from a bounded window of the records (what the page's fragment does while a run trains):
 
-Aim: redraws cost training less than a fifth (ratio >= 0.8).
+- train: a background job of ``--steps`` steps (the Train button);
+- play: a job with no step budget (the Play button), a knob change every 500 steps (lr and penalty / c
+  alternate), stopped after ``--play-steps`` steps. It also prints how many steps each change took to reach the
+  run (at most one chunk) and the redraw time per frame early and late in the run (flat: the charts draw a
+  bounded window, whatever the history).
+
+    python benchmarks/live_redraw.py [--steps 10000] [--play-steps 5000]
+
+Aim: redraws cost training less than a fifth (ratio >= 0.8); the per-frame time does not grow.
 """
 
 from __future__ import annotations
@@ -12,48 +19,118 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lossviz import charts  # noqa: E402
-from lossviz.training import TrainingJob  # noqa: E402
+from lossviz import charts, records  # noqa: E402
+from lossviz.training import DEFAULT_CHUNK, Trainer, TrainingJob  # noqa: E402
 
-REDRAW_SECONDS = 0.5  # as dashboard.REDRAW_SECONDS (not imported: it would import streamlit)
+import numpy as np  # noqa: E402
+
+REDRAW_SECONDS = 0.5  # as dashboard.common.REDRAW_SECONDS (not imported: it would import streamlit)
+KNOBS = {"sparse-penalty": [{"lr": 0.002}, {"penalty": 30.0}, {"lr": 0.001}, {"penalty": 10.0}],
+         "policy-value": [{"lr": 0.002}, {"c": 1e-3}, {"lr": 0.001}, {"c": 1e-4}]}
 
 
-def draw_page(records) -> int:
-    runs = {"A": list(records)}
+def draw_page(job_records) -> float:
+    """Build and serialise the live charts of one run as the page does; return the seconds it took."""
+    start = time.perf_counter()
+    runs = {"A": records.window(job_records)}
     figures = [charts.loss_chart(runs), charts.grad_norm_chart(runs), charts.metrics_chart(runs),
                charts.layer_heatmap(runs["A"])]
-    return sum(len(f.to_json()) for f in figures)
+    sum(len(f.to_json()) for f in figures)
+    return time.perf_counter() - start
 
 
-def timed_run(demo: str, steps: int, redraw: bool) -> tuple[float, int]:
+def _turn_knobs(job: TrainingJob, demo: str, until: int, every: int, lags: list[int]) -> None:
+    """Every ``every`` steps, change a knob; note how many steps it took to show in the records."""
+    next_change, i, pending = every, 0, None
+    while job.running:
+        step = job.trainer.step
+        if pending is not None:
+            asked_at, key, value = pending
+            hit = next((r["step"] for r in job.records[asked_at:] if r[f"set:{key}"] == value), None)
+            if hit is not None:
+                lags.append(hit - asked_at - 1)
+                pending = None
+        if step >= next_change and step < until:
+            knobs = KNOBS[demo][i % len(KNOBS[demo])]
+            job.set(**knobs)
+            key, value = next(iter(knobs.items()))
+            pending, i, next_change = (step, key, value), i + 1, next_change + every
+        time.sleep(0.002)
+
+
+def timed(demo: str, steps: int, redraw: bool, play: bool) -> dict:
     warm = TrainingJob(demo, {}, 40)
     warm.wait()
-    job = TrainingJob(demo, {}, steps)
-    draws = 0
+    job = TrainingJob(demo, {}, None if play else steps)
+    lags: list[int] = []
+    turner = threading.Thread(target=_turn_knobs, args=(job, demo, steps, 500, lags)) if play else None
+    if turner:
+        turner.start()
+    frames: list[tuple[int, float]] = []
     start = time.perf_counter()
-    while job.running:
+    while job.running and job.trainer.step < steps:
         if redraw:
-            draw_page(job.records)
-            draws += 1
+            frames.append((job.trainer.step, draw_page(job.records)))
         time.sleep(REDRAW_SECONDS if redraw else 0.01)
     elapsed = time.perf_counter() - start
-    return len(job.records) / elapsed, draws
+    done = job.trainer.step
+    job.stop()
+    job.wait()
+    if turner:
+        turner.join()
+    return {"rate": done / elapsed, "frames": frames, "lags": lags}
+
+
+def frame_time_by_history(demo: str, sizes=(3_000, 30_000, 100_000, 400_000)) -> str:
+    """Redraw time for a run's log of each size (the log of a real 500-step run, repeated, with a knob change
+    every 500 steps; past 100,000 records the log thins its older part)."""
+    with Trainer(demo, {}) as t:
+        list(t.run(500))
+        sample = t.records
+        values = np.stack([sample._values[i] for i in range(len(sample))])
+        codes = np.zeros(len(values), np.int32)
+        knobs = [float(t.settings[k]) for k in t.knobs]
+        lr = t.knobs.index("lr")
+        parts = []
+        log = records.RecordLog(sample.columns, sample.knobs, sample.decode)
+        for size in sizes:
+            while log.last_step < size:
+                knobs[lr] = 0.002 if (log.last_step // 500) % 2 else 0.001
+                log.append(log.last_step + 1, values, codes, knobs)
+            cost = min(draw_page(log) for _ in range(3))
+            parts.append(f"{size:,} steps ({len(log):,} kept): {1000 * cost:.0f} ms")
+    return f"{demo:15s} redraw by history: " + ", ".join(parts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=10000)
+    parser.add_argument("--play-steps", type=int, default=5000)
     args = parser.parse_args()
-    print(f"CPU cores: {os.cpu_count()}, redraw every {REDRAW_SECONDS}s, {args.steps} steps")
+    print(f"CPU cores: {os.cpu_count()}, redraw every {REDRAW_SECONDS}s, chunk {DEFAULT_CHUNK} steps")
     for demo in ("sparse-penalty", "policy-value"):
-        alone, _ = timed_run(demo, args.steps, redraw=False)
-        drawn, draws = timed_run(demo, args.steps, redraw=True)
-        print(f"{demo:16s} alone {alone:6.0f} steps/s   with redraws {drawn:6.0f} steps/s ({draws} redraws)   "
-              f"ratio {drawn / alone:.2f}")
+        print(frame_time_by_history(demo), flush=True)
+    for demo in ("sparse-penalty", "policy-value"):
+        for case, steps, play in (("train", args.steps, False), ("play", args.play_steps, True)):
+            alone = timed(demo, steps, redraw=False, play=play)
+            drawn = timed(demo, steps, redraw=True, play=play)
+            frames = drawn["frames"]
+            line = (f"{demo:15s} {case:5s} {steps} steps: alone {alone['rate']:6.0f} steps/s, with redraws "
+                    f"{drawn['rate']:6.0f} steps/s ({len(frames)} redraws), ratio {drawn['rate'] / alone['rate']:.2f}")
+            if len(frames) >= 6:
+                early = sum(t for _, t in frames[1:4]) / 3
+                late = sum(t for _, t in frames[-3:]) / 3
+                line += (f"; frame {1000 * early:.0f} ms at step ~{frames[2][0]}, {1000 * late:.0f} ms at step "
+                         f"~{frames[-2][0]}")
+            if play:
+                lags = alone["lags"] + drawn["lags"]
+                line += f"; {len(lags)} knob changes reached the run within {max(lags, default=0)} steps (chunk {DEFAULT_CHUNK})"
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -14,22 +14,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .records import knob_changes
+from .records import MARKED_CHANGES, frame, knob_changes
 from .surfaces import Curve, Surface
 
 Records = Sequence[dict[str, Any]]
 Runs = Mapping[str, Records]
-MAX_MARKERS = 30  # knob-change markers drawn per run (the latest ones), so a redraw stays cheap
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 DASHES = ("dash", "dot", "dashdot", "longdash")
-
-
-def frame(records: Records) -> pd.DataFrame:
-    """Records as a table; a column mixing text and numbers (e.g. "" for "no NaN" and a step) becomes text."""
-    df = pd.DataFrame.from_records(list(records))
-    for column in df.columns[df.dtypes == object]:
-        df[column] = df[column].astype(str)
-    return df
 
 
 def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
@@ -66,17 +57,24 @@ def _nonfinite_marks(fig, df: pd.DataFrame, y_col: str, color: str, name: str) -
     fig.add_trace(trace)
 
 
-def change_markers(fig: go.Figure, runs: Runs, **where) -> None:
+def change_markers(fig: go.Figure, runs: Runs, xrefs: Sequence[str] = ("x",)) -> None:
     """A dashed vertical line at every step where a run's knobs changed, labelled e.g. ``penalty 10 -> 50``
-    (prefixed by the run's name when several runs are drawn)."""
+    (prefixed by the run's name when several runs are drawn), on each x axis of ``xrefs``. Added in one layout
+    update: plotly's ``add_vline`` costs milliseconds a call, too much for a redraw."""
+    shapes, notes = [], []
     for label, records in runs.items():
         by_step: dict[int, list[str]] = {}
-        for step, key, old, new in knob_changes(records)[-MAX_MARKERS:]:
+        for step, key, old, new in knob_changes(records)[-MARKED_CHANGES:]:
             by_step.setdefault(step, []).append(f"{key} {old:g} -> {new:g}")
         prefix = f"{label.split(':')[0]}: " if len(runs) > 1 else ""
         for step, words in by_step.items():
-            fig.add_vline(x=step, line=dict(color="grey", dash="dash", width=1), annotation_text=prefix + ", ".join(words),
-                          annotation_position="top right", annotation_font_size=10, **where)
+            for xref in xrefs:
+                shapes.append(dict(type="line", xref=xref, yref="paper", x0=step, x1=step, y0=0, y1=1,
+                                   line=dict(color="grey", dash="dash", width=1)))
+                notes.append(dict(xref=xref, yref="paper", x=step, y=1, text=prefix + ", ".join(words),
+                                  showarrow=False, xanchor="left", yanchor="bottom", font=dict(size=10, color="grey")))
+    if shapes:
+        fig.update_layout(shapes=list(fig.layout.shapes) + shapes, annotations=list(fig.layout.annotations) + notes)
 
 
 def loss_chart(runs: Runs, log_y: bool = False) -> go.Figure:
@@ -144,7 +142,7 @@ def metrics_chart(runs: Runs) -> go.Figure:
                 fig.add_trace(go.Scatter(x=df["step"], y=_finite(df[name]), name=label, legendgroup=label,
                                          showlegend=j == 0, line=dict(color=color)), row=1, col=j + 1)
     if names:
-        change_markers(fig, runs, row="all", col="all")
+        change_markers(fig, runs, xrefs=[f"x{j + 1}" if j else "x" for j in range(len(names))])
     fig.update_xaxes(title="step")
     return _layout(fig, "Metrics", height=320)
 

@@ -8,7 +8,9 @@ import io
 from typing import Any, Callable, Iterable, Sequence, TextIO
 
 import numpy as np
+import pandas as pd
 
+MARKED_CHANGES = 20  # the latest knob changes a chart marks (a redraw stays cheap)
 MAX_ROWS = 100_000  # a run's log holds at most this many records (about 20 MB for the widest demo)
 RECENT_ROWS = 20_000  # ... and always every step of the most recent ones
 KNOB_PREFIX = "set:"
@@ -50,10 +52,12 @@ def first_nonfinite(records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return next((r for r in records if r.get("nonfinite", 0) > 0), None)
 
 
-def column(records: Sequence[dict[str, Any]], name: str) -> np.ndarray:
-    """One column of a run's records as a float array."""
+def column(records, name: str) -> np.ndarray:
+    """One column of a run's records (a list of records, a :class:`RecordLog` or a frame) as a float array."""
     if isinstance(records, RecordLog):
         return records.column(name)
+    if isinstance(records, pd.DataFrame):
+        return records[name].to_numpy(dtype=np.float64)
     return np.array([r[name] for r in records], dtype=np.float64)
 
 
@@ -62,31 +66,55 @@ def knobs_of(record: dict[str, Any]) -> dict[str, Any]:
     return {k[len(KNOB_PREFIX):]: v for k, v in record.items() if k.startswith(KNOB_PREFIX)}
 
 
-def knob_changes(records: Sequence[dict[str, Any]]) -> list[tuple[int, str, Any, Any]]:
+def knob_changes(records) -> list[tuple[int, str, Any, Any]]:
     """``(step, key, old, new)`` for every knob whose value differs from the record before: the schedule of
-    a run, as its records tell it (the page's markers and the CLI's ``--at`` both come from here)."""
+    a run, as its records tell it (the page's markers and the CLI's ``--at`` both come from here). Takes
+    records, a :class:`RecordLog` or a frame of records."""
     if isinstance(records, RecordLog):
         records = records.take(records.change_rows())
+    if isinstance(records, pd.DataFrame):
+        names = [c for c in records.columns if c.startswith(KNOB_PREFIX)]
+        raw = {name: records[name].to_numpy().tolist() for name in names}  # numpy scalars -> int / float
+    else:
+        names = [c for c in (records[0] if len(records) else {}) if c.startswith(KNOB_PREFIX)]
+        raw = {name: [r[name] for r in records] for name in names}
+    steps = column(records, "step")
     changes = []
-    for before, after in zip(records, records[1:]):
-        old, new = knobs_of(before), knobs_of(after)
-        changes += [(after["step"], k, old[k], v) for k, v in new.items() if k in old and old[k] != v]
-    return changes
+    for name in names:
+        values = np.asarray(raw[name], dtype=np.float64)
+        for i in (np.flatnonzero(values[1:] != values[:-1]) + 1).tolist():
+            changes.append((int(steps[i]), name[len(KNOB_PREFIX):], raw[name][i - 1], raw[name][i]))
+    return sorted(changes, key=lambda c: c[0])
 
 
-def window(records: Sequence[dict[str, Any]], recent: int = 2000, older: int = 1000) -> list[dict[str, Any]]:
-    """A bounded selection of a run's records to draw: every step of the last ``recent``, about ``older``
-    evenly spaced before them, and every record that starts a knob change or holds the first non-finite
-    value, so markers stay exact. Its cost does not grow with the history."""
+def window(records: Sequence[dict[str, Any]], recent: int = 2000, older: int = 1000) -> pd.DataFrame:
+    """A bounded selection of a run's records to draw, as a frame: every step of the last ``recent``, about
+    ``older`` evenly spaced before them, and the records around the latest ``MARKED_CHANGES`` knob changes
+    and the first non-finite value, so markers stay exact. Its cost does not grow with the history."""
     n = len(records)
-    if n <= recent + older:
-        return list(records)
-    head = n - recent
-    picked = set(range(0, head, max(1, head // older))) | set(range(head, n))
+    rows = range(n)
+    if n > recent + older:
+        head = n - recent
+        picked = set(range(0, head, max(1, head // older))) | set(range(head, n))
+        if isinstance(records, RecordLog):
+            picked |= set(records.change_rows()[-2 * MARKED_CHANGES:]) | set(records.nonfinite_rows()[:1].tolist())
+        rows = sorted(picked)
     if isinstance(records, RecordLog):
-        picked |= set(records.change_rows()) | set(records.nonfinite_rows()[:1])
-    rows = sorted(picked)
-    return records.take(rows) if isinstance(records, RecordLog) else [records[i] for i in rows]
+        return records.frame(rows)
+    return frame([records[i] for i in rows])
+
+
+def frame(records) -> pd.DataFrame:
+    """Records as a table (a frame passes through); a column mixing text and numbers (e.g. "" for "no NaN"
+    and a step) becomes text."""
+    if isinstance(records, pd.DataFrame):
+        return records
+    if isinstance(records, RecordLog):
+        return records.frame(range(len(records)))
+    df = pd.DataFrame.from_records(list(records))
+    for name in df.columns[df.dtypes == object]:
+        df[name] = df[name].astype(str)
+    return df
 
 
 class RecordLog(Sequence):
@@ -176,6 +204,24 @@ class RecordLog(Sequence):
             arr[: len(kept)] = kept
         self.thinned += self._n - int(keep.sum())
         self._n = int(keep.sum())
+
+    def frame(self, rows: Iterable[int]) -> pd.DataFrame:
+        """The records of ``rows`` as a frame, built from the columns (no dict per record)."""
+        rows = np.asarray(list(rows), dtype=np.int64)
+        codes = self._codes[rows]
+        table: dict[str, Any] = {"step": self._steps[rows]}
+        for j, name in enumerate(self.columns):
+            if name == "nonfinite":
+                table[name] = self._values[rows, j].astype(np.int64)
+                places = {int(c): self.decode(int(c)) for c in np.unique(codes)}
+                table["first_nonfinite"] = [places[c][0] for c in codes.tolist()]
+                table["nonfinite_in"] = [places[c][1] for c in codes.tolist()]
+            else:
+                table[name] = self._values[rows, j].astype(np.float64)
+        for j, name in enumerate(self.knobs):
+            values = self._knobs[rows, j]
+            table[KNOB_PREFIX + name] = values.astype(np.int64) if name in self._int_knobs else values
+        return pd.DataFrame(table)
 
     def column(self, name: str) -> np.ndarray:
         """One value column (float64) or ``step``."""

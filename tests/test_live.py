@@ -174,6 +174,7 @@ def test_record_log_stays_bounded_and_keeps_what_markers_need():
     assert rec.knob_changes(log) == [(251, "lr", 0.1, 0.2)]
     steps = [r["step"] for r in log]
     assert steps == sorted(steps) and steps[0] == 1
+    assert rec.frame(log).to_dict("records") == list(log)  # the frame drawn is the records handed out
 
 
 def test_window_is_bounded_and_keeps_changes_and_the_first_nan():
@@ -181,7 +182,7 @@ def test_window_is_bounded_and_keeps_changes_and_the_first_nan():
         list(t.run(30))
         t.set(lr=0.01)
         list(t.run(3000, chunk=200))
-        shown = rec.window(t.records, recent=500, older=100)
+        shown = rec.window(t.records, recent=500, older=100).to_dict("records")
     assert len(shown) < 700
     assert [r["step"] for r in shown[-500:]] == list(range(2531, 3031))
     assert rec.first_nonfinite(shown)["step"] == 3
