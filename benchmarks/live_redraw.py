@@ -44,31 +44,32 @@ def draw_page(job_records) -> float:
     return time.perf_counter() - start
 
 
-def _turn_knobs(job: TrainingJob, demo: str, until: int, every: int, lags: list[int]) -> None:
-    """Every ``every`` steps, change a knob; note how many steps it took to show in the records."""
-    next_change, i, pending = every, 0, None
+def _turn_knobs(job: TrainingJob, demo: str, until: int, every: int, asked: list[tuple[int, str, float]]) -> None:
+    """Every ``every`` steps, change a knob (as a person moving a slider would, from another thread)."""
+    next_change, i = every, 0
     while job.running:
         step = job.trainer.step
-        if pending is not None:
-            asked_at, key, value = pending
-            hit = next((r["step"] for r in job.records[asked_at:] if r[f"set:{key}"] == value), None)
-            if hit is not None:
-                lags.append(hit - asked_at - 1)
-                pending = None
-        if step >= next_change and step < until:
+        if next_change <= step < until:
             knobs = KNOBS[demo][i % len(KNOBS[demo])]
             job.set(**knobs)
-            key, value = next(iter(knobs.items()))
-            pending, i, next_change = (step, key, value), i + 1, next_change + every
-        time.sleep(0.002)
+            asked.append((step, *next(iter(knobs.items()))))
+            i, next_change = i + 1, next_change + every
+        time.sleep(0.005)
+
+
+def _lags(job: TrainingJob, asked: list[tuple[int, str, float]]) -> list[int]:
+    """Steps between each change asked for and its first record, read from the run's records."""
+    changes = records.knob_changes(job.records)
+    return [min(s for s, k, _, v in changes if k == key and v == value and s > at) - at - 1
+            for at, key, value in asked]
 
 
 def timed(demo: str, steps: int, redraw: bool, play: bool) -> dict:
     warm = TrainingJob(demo, {}, 40)
     warm.wait()
     job = TrainingJob(demo, {}, None if play else steps)
-    lags: list[int] = []
-    turner = threading.Thread(target=_turn_knobs, args=(job, demo, steps, 500, lags)) if play else None
+    asked: list[tuple[int, str, float]] = []
+    turner = threading.Thread(target=_turn_knobs, args=(job, demo, steps, 500, asked)) if play else None
     if turner:
         turner.start()
     frames: list[tuple[int, float]] = []
@@ -83,7 +84,7 @@ def timed(demo: str, steps: int, redraw: bool, play: bool) -> dict:
     job.wait()
     if turner:
         turner.join()
-    return {"rate": done / elapsed, "frames": frames, "lags": lags}
+    return {"rate": done / elapsed, "frames": frames, "lags": _lags(job, asked)}
 
 
 def frame_time_by_history(demo: str, sizes=(3_000, 30_000, 100_000, 400_000)) -> str:

@@ -11,7 +11,7 @@ import streamlit as st
 from lossviz import charts, links, records, training
 from lossviz import settings as config
 
-from . import controls
+from . import controls, landscape
 from .common import REDRAW_SECONDS, fmt, jobs
 
 TABLE_ROWS = 200
@@ -139,9 +139,7 @@ def section(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any], 
         shown = {labels(demo).get(name, name): job for name, job in current.items()}
         if extra_view is not None and any(len(job.records) for job in current.values()):
             extra_view(shown)
-        from .landscape import section as landscape_section
-
-        landscape_section(demo, shown, _meta(demo))
+        landscape.section(demo, shown, _meta(demo))
         _tables(demo)
 
 
