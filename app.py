@@ -10,7 +10,7 @@ st.title("lossviz")
 st.markdown("Explore custom training losses of Keras models: pick a loss, turn its knobs, train a small model "
             "live and see its terms, its gradients per layer, and exactly when and where NaN or inf appear.")
 
-for row in (config.DEMO_NAMES[:2], config.DEMO_NAMES[2:]):
+for row in (config.DEMO_NAMES[:2], config.DEMO_NAMES[2:4]):
     for column, demo in zip(st.columns(2), row):
         family = dashboard.FAMILIES[demo]
         with column.container(border=True):
@@ -21,3 +21,9 @@ for row in (config.DEMO_NAMES[:2], config.DEMO_NAMES[2:]):
             figure.update_layout(height=300, title=None, showlegend=False)
             st.plotly_chart(figure, key=f"home_{demo}")
             st.page_link(family["page"], label=f"Open {family['title']}", icon="➡️")
+
+custom = dashboard.FAMILIES["custom"]
+with st.container(border=True):
+    st.subheader(custom["title"])
+    st.markdown(custom["problem"])
+    st.page_link(custom["page"], label="Write your own loss", icon="✍️")

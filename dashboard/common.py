@@ -44,6 +44,15 @@ FAMILIES: dict[str, dict[str, str]] = {
                    "1/MSE only pushes the nearest points away and its gradient explodes near a zero residual.",
         "latex": r"-\tfrac{1}{n}\sum (\hat y - y)^2 \quad\text{or}\quad \tfrac{1}{n}\sum \frac{1}{(\hat y - y)^2 + \epsilon}",
     },
+    "custom": {
+        "title": "Your loss",
+        "page": "pages/5_Your_loss.py",
+        "problem": "Type your own per-sample loss as a formula (or start from a preset) and get the whole treatment: "
+                   "its curve and derivative, live training with its parameters as knobs, where it turns NaN, its "
+                   "landscape and stability map, and a Keras class to copy. The text is parsed and compiled into "
+                   "`keras.ops`; nothing you type is executed.",
+        "latex": "",
+    },
 }
 
 

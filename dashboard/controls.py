@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from lossviz import links
+from lossviz import formula, links
 from lossviz import settings as config
 
 from .common import jobs
@@ -22,12 +22,22 @@ DECADES = {"lr": (-5, 0), "penalty": (-1, 3), "epsilon": (-9, 0), "c": (-6, 0), 
            "clipvalue": (-3, 2)}
 LINEAR = {"alpha": (0.0, 1.0, 0.01), "positive_rate": (0.005, 0.5, 0.005)}
 OFF_AT_ZERO = ("clipnorm", "clipvalue")
+FORMULA_HELP = ("Inputs: binary y, p, z (p = sigmoid(z)); regression y, yhat, r = yhat - y. Functions: "
+                + ", ".join(formula.FUNCTIONS) + ". Any other name is a parameter (a knob); give defaults after "
+                "';' as name=value. Nothing typed here is executed: it is parsed and compiled into keras.ops.")
 
 
 def _grid(p: config.Param) -> list[float] | None:
-    """The slider's values of a log-scale knob (None for a linear one)."""
+    """The slider's values of a log-scale knob (None for a linear one). A formula's parameter gets 0 and its
+    default times 0.01 ... 100 (log-spaced, with the default's sign)."""
     if p.kind == "int":
         return [2 ** k for k in range(13) if p.check(2 ** k)]
+    if p.key not in DECADES and p.key not in LINEAR:  # a formula's parameter
+        d = float(p.default)
+        scale = abs(d) or 1.0
+        magnitudes = sorted({float(f"{scale * m * 10.0 ** e:.3g}") for e in range(-2, 2) for m in (1, 2, 5)}
+                            | {float(f"{scale * 100:.3g}")})
+        return [-v for v in reversed(magnitudes)] + [0.0] if d < 0 else [0.0] + magnitudes
     if p.key not in DECADES:
         return None
     low, high = DECADES[p.key]
@@ -70,11 +80,12 @@ def _renew(value_key: str, which: str) -> None:
     st.session_state[counter] = st.session_state.get(counter, 0) + 1
 
 
-def put(demo: str, key: str, value, prefix: str = "") -> None:
-    """Show ``value`` in a knob's widgets (before they are drawn in this run)."""
-    p = config.param(demo, key)
+def put(demo: str, key: str, value, prefix: str = "", settings: dict[str, Any] | None = None) -> None:
+    """Show ``value`` in a knob's widgets (before they are drawn in this run); ``settings`` for the keys of a
+    formula's parameters."""
+    p = config.param(demo, key, settings)
     where = _value_key(demo, key, prefix)
-    if p.kind == "choice":
+    if p.kind in ("choice", "formula"):
         st.session_state[where] = value
         return
     if p.kind == "alpha":
@@ -86,10 +97,10 @@ def put(demo: str, key: str, value, prefix: str = "") -> None:
     _renew(where, "box")
 
 
-def _slider_moved(demo: str, key: str, prefix: str, widget: str) -> None:
+def _slider_moved(demo: str, key: str, prefix: str, widget: str, p: config.Param) -> None:
     if widget != _widget_key(_value_key(demo, key, prefix), "slider"):
         return  # an old instance's value, echoed by the browser: the knob has moved on since
-    value, p = st.session_state[widget], config.param(demo, key)
+    value = st.session_state[widget]
     value = int(value) if p.kind == "int" else float(value) if _grid(p) is not None else round(float(value), 6)
     where = _value_key(demo, key, prefix)
     st.session_state[where] = config.format_value(value)
@@ -97,7 +108,7 @@ def _slider_moved(demo: str, key: str, prefix: str, widget: str) -> None:
     _send(demo, key, prefix)
 
 
-def _box_typed(demo: str, key: str, prefix: str, widget: str) -> None:
+def _box_typed(demo: str, key: str, prefix: str, widget: str, p: config.Param) -> None:
     where = _value_key(demo, key, prefix)
     if widget != _widget_key(where, "box"):
         return  # an old instance's value, echoed by the browser: the knob has moved on since
@@ -134,6 +145,9 @@ def knob(demo: str, p: config.Param, prefix: str = "", default: Any = None) -> A
     if p.kind == "choice":
         st.session_state.setdefault(where, default)
         return st.selectbox(p.key, p.choices, key=where, help=p.help or p.allowed)
+    if p.kind == "formula":
+        st.session_state.setdefault(where, default)
+        return st.text_area("loss formula", key=where, height=110, help=p.help + ". " + FORMULA_HELP)
     if p.kind == "alpha":
         st.session_state.setdefault(where + ":mode", default if isinstance(default, str) else "number")
         mode = st.selectbox("alpha mode", ("number", *p.choices), key=where + ":mode", help=p.help)
@@ -152,12 +166,12 @@ def knob(demo: str, p: config.Param, prefix: str = "", default: Any = None) -> A
         if grid is None:
             low, high, step = LINEAR[p.key]
             st.slider(label, low, high, value=position, step=step, key=slider, on_change=_slider_moved,
-                      args=(demo, p.key, prefix, slider), format="%g")
+                      args=(demo, p.key, prefix, slider, p), format="%g")
         else:
             st.select_slider(label, grid, value=position, key=slider, format_func=lambda v: _label(v, p),
-                             on_change=_slider_moved, args=(demo, p.key, prefix, slider))
+                             on_change=_slider_moved, args=(demo, p.key, prefix, slider, p))
     with right:
-        st.text_input(f"{p.key} value", value=raw, key=box, on_change=_box_typed, args=(demo, p.key, prefix, box),
+        st.text_input(f"{p.key} value", value=raw, key=box, on_change=_box_typed, args=(demo, p.key, prefix, box, p),
                       label_visibility="collapsed", help=(p.help + "; " if p.help else "") + f"exact value: {p.allowed}")
     return raw
 
@@ -168,7 +182,11 @@ def sidebar(demo: str) -> dict[str, Any]:
     params = config.PARAMS[demo]
     with st.sidebar:
         st.header("Loss")
+        if demo == "custom":
+            _presets(demo)
         raw = {p.key: knob(demo, p) for p in params if p.key not in config.TRAINING_KEYS}
+        for p in _formula_params(demo, raw):
+            raw[p.key] = knob(demo, p)
         st.header("Training")
         raw.update({p.key: knob(demo, p) for p in params if p.key in config.TRAINING_KEYS})
         st.session_state.setdefault(f"{demo}:steps", 300)
@@ -182,11 +200,37 @@ def sidebar(demo: str) -> dict[str, Any]:
                               help="same seed and data, one setting changed; B follows A's other knobs")
         other = None
         if compare:
-            keys = [p.key for p in params]
+            keys = list(raw)
             st.session_state.setdefault(f"{demo}:compare_key", config.COMPARE_KEY[demo])
             key = st.selectbox("setting to change", keys, key=f"{demo}:compare_key")
-            other = (key, knob(demo, config.param(demo, key), "B:", config.COMPARE_DEFAULT[demo].get(key)))
+            other = (key, knob(demo, config.param(demo, key, raw), "B:", config.COMPARE_DEFAULT[demo].get(key)))
     return {"raw": raw, "steps": int(steps), "seed": int(seed), "stop_nan": stop_nan, "other": other}
+
+
+def _formula_params(demo: str, raw: dict[str, Any]) -> tuple[config.Param, ...]:
+    """The knobs of the formula's parameters (none while the formula does not parse: the page says why)."""
+    if demo != "custom":
+        return ()
+    try:
+        return config.params(demo, raw)[len(config.PARAMS[demo]):]
+    except config.SettingError:
+        return ()
+
+
+def _presets(demo: str) -> None:
+    names = ["(keep my formula)", *formula.PRESETS]
+
+    def chosen():
+        name = st.session_state[f"{demo}:preset"]
+        if name in formula.PRESETS:
+            task, text = formula.PRESETS[name]
+            st.session_state[f"{demo}:task"] = task
+            st.session_state[f"{demo}:loss"] = text
+            for key, value in formula.parse(text, task).parameters.items():
+                put(demo, key, value, settings={"task": task, "loss": text})
+
+    st.selectbox("preset", names, key=f"{demo}:preset", on_change=chosen,
+                 help="a formula to start from; edit it below")
 
 
 def validate(demo: str, choice: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -202,7 +246,11 @@ def validate(demo: str, choice: dict[str, Any]) -> tuple[dict[str, dict[str, Any
     if choice["other"] and "A" in runs:
         key, value = choice["other"]
         try:
-            runs["B"] = config.resolve(demo, {**choice["raw"], key: value})
+            raw_b = {**choice["raw"], key: value}
+            if demo == "custom":  # B's formula may have other parameters: keep those it has
+                allowed = set(config.keys(demo, raw_b))
+                raw_b = {k: v for k, v in raw_b.items() if k in allowed}
+            runs["B"] = config.resolve(demo, raw_b)
         except config.SettingError as e:
             errors.append(f"run B: {e}")
     return runs, errors
@@ -225,15 +273,16 @@ def _apply_pending(demo: str) -> None:
     state: links.RunState | None = st.session_state.pop(f"{demo}:pending", None)
     if state is None:
         return
-    for key, value in config.resolve(demo, state.settings).items():
-        put(demo, key, value)
+    settings = config.resolve(demo, state.settings)
+    for key, value in settings.items():
+        put(demo, key, value, settings=settings)
     st.session_state[f"{demo}:steps"] = state.steps
     st.session_state[f"{demo}:seed"] = state.seed
     st.session_state[f"{demo}:compare"] = state.compare is not None
     if state.compare is not None:
         key, value = state.compare
         st.session_state[f"{demo}:compare_key"] = key
-        put(demo, key, value, "B:")
+        put(demo, key, value, "B:", settings)
 
 
 # ----------------------------------------------------------------------------- the URL query

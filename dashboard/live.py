@@ -205,8 +205,17 @@ def _nan_panel(demo: str, current: dict[str, training.TrainingJob]) -> None:
             continue
         bad = int((records.column(recs, "nonfinite") > 0).sum())
         cause = records.likely_cause(demo, job.trainer.initial_settings, recs)
+        inside = _formula_diagnosis(job) if demo == "custom" else None
         st.error(f"**{names.get(name, name)}** - first NaN/inf at {where}; {bad} of {len(recs)} steps non-finite.  \n"
-                 f"Most likely cause: {cause}")
+                 + (f"In the formula: **{inside}**.  \n" if inside else "") + f"Most likely cause: {cause}")
+
+
+def _formula_diagnosis(job: training.TrainingJob) -> str | None:
+    """The formula's first non-finite sub-expression (a replay of the run: computed once per run)."""
+    cache = st.session_state.setdefault("formula_diagnosis", {})
+    if id(job) not in cache:
+        cache[id(job)] = training.formula_diagnosis(job.trainer)
+    return cache[id(job)]
 
 
 def run_state(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any]) -> links.RunState | None:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from . import controls, live, scenarios, stability
+from . import controls, formula_view, live, scenarios, stability
 from .common import FAMILIES, analytic_figure, jobs, surface_figure
 
 
@@ -15,7 +15,8 @@ def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> Non
     family = FAMILIES[demo]
     st.title(family["title"])
     st.markdown(family["problem"])
-    st.latex(family["latex"])
+    if family["latex"]:
+        st.latex(family["latex"])
     controls.read_query(demo)
     warning = st.session_state.pop(f"{demo}:query_warning", None)
     if warning:
@@ -26,6 +27,8 @@ def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> Non
     runs, errors = controls.validate(demo, choice)
     for message in errors:
         st.error(message)
+    if demo == "custom" and "A" in runs:
+        formula_view.header(runs["A"])
     scenarios.section(demo)
     scenarios.autostart(demo, lambda: _start_scenario(demo, runs, choice, errors))
 

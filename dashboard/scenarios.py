@@ -12,6 +12,8 @@ from .common import jobs
 
 def section(demo: str) -> None:
     found = scenarios.for_demo(demo)
+    if not found:
+        return
     with st.expander("Scenarios from the question", expanded=not jobs(demo)):
         chosen = st.radio("scenario", range(len(found)), format_func=lambda i: found[i].title,
                           key=f"{demo}:scenario_pick", label_visibility="collapsed")

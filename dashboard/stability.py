@@ -15,10 +15,10 @@ from . import controls
 from .common import REDRAW_SECONDS
 
 
-def _axis_values(demo: str, key: str, slot: str) -> list[Any] | None:
+def _axis_values(demo: str, key: str, slot: str, base: dict[str, Any]) -> list[Any] | None:
     """Controls for the values of one swept setting: a choice list, or a numeric range (log-spaced for lr,
     penalty, epsilon, c). Returns the raw values, or None after showing what is wrong."""
-    p = config.param(demo, key)
+    p = config.param(demo, key, base)
     if p.kind == "choice":
         return st.multiselect(f"{key} values", p.choices, default=list(p.choices), key=f"{demo}:sweep:{slot}:values")
     if p.kind == "alpha":
@@ -53,15 +53,15 @@ def section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
     if base is None:
         st.info("Fix the settings on the left first: the sweep starts from them.")
         return
-    keys = list(config.keys(demo))
+    keys = [p.key for p in config.params(demo, base) if p.kind != "formula"]
     c1, c2, c3 = st.columns(3)
     key_x = c1.selectbox("first setting", keys, index=keys.index("lr"), key=f"{demo}:sweep:x")
     others = ["(none)"] + [k for k in keys if k != key_x]
-    default_y = config.COMPARE_KEY[demo] if config.COMPARE_KEY[demo] != key_x else "(none)"
+    default_y = config.COMPARE_KEY[demo] if config.COMPARE_KEY[demo] in others else "(none)"
     key_y = c2.selectbox("second setting", others, index=others.index(default_y), key=f"{demo}:sweep:y")
     steps = c3.number_input("steps per run", 1, 5000, 100, step=50, key=f"{demo}:sweep:steps")
-    values_x = _axis_values(demo, key_x, "x")
-    values_y = _axis_values(demo, key_y, "y") if key_y != "(none)" else None
+    values_x = _axis_values(demo, key_x, "x", base)
+    values_y = _axis_values(demo, key_y, "y", base) if key_y != "(none)" else None
     grids = [(key_x, values_x)] + ([(key_y, values_y)] if key_y != "(none)" else [])
     job = st.session_state.get(f"{demo}:sweep_job")
     running = job is not None and job.running
@@ -81,7 +81,7 @@ def section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
         job.stop()
     if job is None:
         return
-    color_options = ["final_loss", "best_loss", f"metric:{config.MAIN_METRIC[demo]}", "max_grad_norm"]
+    color_options = ["final_loss", "best_loss", f"metric:{config.main_metric(demo, base)}", "max_grad_norm"]
     color = st.selectbox("colour by", color_options, key=f"{demo}:sweep:color")
 
     @st.fragment(run_every=REDRAW_SECONDS if running else None)

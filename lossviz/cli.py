@@ -124,6 +124,11 @@ def _train(args) -> int:
         where = rec.describe_first_nonfinite(trainer.records)
         print(f"{trainer.step} steps, final loss {trainer.records[-1]['loss']:.6g}; "
               f"first non-finite: {where or 'none'}", file=sys.stderr)
+        if where and args.demo == "custom":
+            from .training import formula_diagnosis
+
+            print(f"in the formula: {formula_diagnosis(trainer) or 'no single sub-expression (see the gradient)'}",
+                  file=sys.stderr)
     return 0
 
 
@@ -166,7 +171,7 @@ def _sweep(args) -> int:
         rows = sweep(args.demo, args.grid_values, base=args.overrides, steps=args.steps, seed=args.seed,
                      jobs=args.jobs, backend=args.backend, address=args.address,
                      on_row=lambda i, row: bar.update(1))
-        rec.write_csv(rows, out, header=[k for k, _ in args.grid_values] + summary_columns(args.demo))
+        rec.write_csv(rows, out, header=[k for k, _ in args.grid_values] + summary_columns(args.demo, args.settings))
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in STATUSES}
     print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), file=sys.stderr)
     return 0

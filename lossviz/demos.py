@@ -134,6 +134,26 @@ def _max_mse_metrics(model, out, batch, hp, extra, settings):
     return {"mse": _mean(losses.mse(y["y"], out["y"]))}
 
 
+def formula_inputs(out, y, task):
+    """The values a formula of ``task`` reads, from the model's outputs and the targets."""
+    if task == "binary":
+        return {"y": y["y"], "p": out["probability"], "z": out["logit"]}
+    return {"y": y["y"], "yhat": out["y"], "r": out["y"] - y["y"]}
+
+
+def _custom_terms(model, out, batch, hp, extra, settings):
+    _, y = batch
+    loss = config.formula_of(settings).compile()
+    per_sample = loss(formula_inputs(out, y, settings["task"]), hp)
+    return {}, _mean(per_sample)
+
+
+def _custom_metrics(model, out, batch, hp, extra, settings):
+    if settings["task"] == "binary":
+        return _sparse_metrics(model, out, batch, hp, extra, settings)
+    return _max_mse_metrics(model, out, batch, hp, extra, settings)
+
+
 # ----------------------------------------------------------------------------- the registry
 
 
@@ -145,15 +165,19 @@ class Demo:
     terms: Callable  # -> (dict of scalar terms, total loss)
     metrics: Callable  # -> dict of scalar metrics
     term_names: tuple[str, ...]
-    metric_names: tuple[str, ...]
-    numeric_keys: tuple[str, ...]  # settings fed to the step as tensors
+    metric_names: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]]
+    numeric_keys: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]]  # fed to the step as tensors
     metrics_on_eval: bool = False  # metrics on a fixed evaluation sample instead of the batch
     extra_variables: Callable[[Mapping[str, Any]], dict[str, float]] = lambda s: {}
     alpha: Callable | None = None
 
+    def metrics_of(self, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        return self.metric_names(settings) if callable(self.metric_names) else self.metric_names
+
     def hyperparameters(self, settings: Mapping[str, Any]) -> dict[str, float]:
         """The numeric settings as floats (alpha's modes "trainable"/"uncertainty" feed a 0.5 that is unused)."""
-        return {k: 0.5 if isinstance(settings[k], str) else float(settings[k]) for k in self.numeric_keys}
+        keys = self.numeric_keys(settings) if callable(self.numeric_keys) else self.numeric_keys
+        return {k: 0.5 if isinstance(settings[k], str) else float(settings[k]) for k in keys}
 
 
 DEMOS: dict[str, Demo] = {
@@ -200,6 +224,17 @@ DEMOS: dict[str, Demo] = {
         term_names=(),
         metric_names=("mse",),
         numeric_keys=("epsilon",),
+    ),
+    "custom": Demo(
+        name="custom",
+        build=lambda s: models.sparse_penalty() if s["task"] == "binary" else models.max_mse(),
+        make_data=lambda s, seed: data.sparse_events(seed) if s["task"] == "binary" else data.max_mse(seed),
+        terms=_custom_terms,
+        metrics=_custom_metrics,
+        term_names=(),
+        metric_names=lambda s: ("recall", "precision", "mean_pred") if s["task"] == "binary" else ("mse",),
+        numeric_keys=lambda s: tuple(config.formula_of(s).parameters),
+        metrics_on_eval=True,
     ),
 }
 

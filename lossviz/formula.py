@@ -70,6 +70,23 @@ _WORDS = {
 }
 
 
+# name -> (task, text): the page's presets
+PRESETS: dict[str, tuple[str, str]] = {
+    "Focal loss (Lin et al. 2017)": (
+        "binary", "-(alpha * y * (1 - p)**gamma * log(p) + (1 - alpha) * (1 - y) * p**gamma * log(1 - p)); "
+                  "gamma=2, alpha=0.25"),
+    "Weighted BCE, naive (the sparse-penalty question's loss)": (
+        "binary", "-(w * y * log(p) + (1 - y) * log(1 - p)); w=10"),
+    "Weighted BCE, clipped": (
+        "binary", "-(w * y * log(clip(p, eps, 1 - eps)) + (1 - y) * log(1 - clip(p, eps, 1 - eps))); w=10, eps=1e-7"),
+    "Weighted BCE from logits": ("binary", "-(w * y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z)); w=10"),
+    "Hinge": ("binary", "maximum(0, 1 - (2 * y - 1) * z)"),
+    "Huber (regression)": ("regression", "where(abs(r) <= delta, 0.5 * r**2, delta * (abs(r) - 0.5 * delta)); delta=1"),
+    "Log-cosh (regression)": ("regression", "log(cosh(r))"),
+    "-MSE, maximised (regression)": ("regression", "-(r**2)"),
+}
+
+
 class FormulaError(SettingError):
     """A formula outside the grammar or its limits; the message is one line naming what and where."""
 
@@ -100,21 +117,36 @@ class Formula:
         body = _compiler(ops)(self.tree.body)
 
         def loss(inputs, parameters):
-            values = ops.convert_to_tensor(body({**inputs, **parameters}), "float32")
-            return ops.mean(values, axis=-1) if len(values.shape) > 1 else values
+            values = ops.broadcast_to(ops.convert_to_tensor(body({**inputs, **parameters}), "float32"),
+                                      ops.shape(inputs["y"]))
+            return ops.mean(values, axis=-1)
         return loss
 
-    def nodes(self) -> list[tuple[str, Callable]]:
-        """Every sub-expression as (its text, a function of the values by name), innermost first: what the NaN
-        diagnosis evaluates to find where a value first turns non-finite."""
+    def diagnose(self, values: Mapping[str, Any]) -> str | None:
+        """Where the formula first turns non-finite on ``values`` (the task's inputs and the parameters, by
+        name): the innermost sub-expression that is NaN or inf where all its operands are finite, with the
+        inputs at the first such element, e.g. ``log(p) = -inf at y = 1, p = 0``. None when all is finite."""
+        import numpy as np
         from keras import ops
 
-        compile_node = _compiler(ops)
-        found = []
-        for node in ast.walk(self.tree.body):
-            if isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call)):
-                found.append((ast.unparse(node), compile_node(node)))
-        return list(reversed(found))
+        build = _compiler(ops)
+        env = {k: ops.convert_to_tensor(np.asarray(v, np.float32)) for k, v in values.items()}
+        shape = np.broadcast_shapes(*[np.shape(v) for v in values.values()])
+        evaluate = lambda node: np.broadcast_to(np.asarray(build(node)(env), np.float64), shape)  # noqa: E731
+        for node in _post_order(self.tree.body):
+            if not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Call)):
+                continue
+            bad = ~np.isfinite(evaluate(node))
+            for child in _operands(node):
+                bad &= np.isfinite(evaluate(child))
+            if bad.any():
+                where = np.unravel_index(int(np.argmax(bad)), shape)
+                value = float(evaluate(node)[where])
+                inputs = ", ".join(f"{name} = {float(np.broadcast_to(values[name], shape)[where]):.4g}"
+                                   for name in self.inputs)
+                word = "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+                return f"{ast.unparse(node)} = {word}" + (f" at {inputs}" if inputs else "")
+        return None
 
     def keras_source(self, class_name: str = "FormulaLoss") -> str:
         """A standalone ``keras.losses.Loss`` subclass computing this formula with ``keras.ops``."""
@@ -215,7 +247,7 @@ def _check(root: ast.AST, inputs: tuple[str, ...]) -> list[str]:
     count = 0
 
     def refuse(node, what):
-        raise FormulaError(f"{what} is not allowed in a formula (column {getattr(node, 'col_offset', 0) + 1})")
+        raise FormulaError(f"not allowed in a formula: {what} (column {getattr(node, 'col_offset', 0) + 1})")
 
     def visit(node, depth, in_where_test=False):
         nonlocal count
@@ -286,19 +318,44 @@ def _constant(node: ast.AST) -> float | None:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         inner = _constant(node.operand)
         return None if inner is None else (-inner if isinstance(node.op, ast.USub) else inner)
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        a, b = _constant(node.left), _constant(node.right)
-        if a is None or b is None:
-            return None
-        if isinstance(node.op, ast.Pow) and abs(b) > LIMITS["constant_exponent"]:
-            raise FormulaError(f"a constant exponent above {LIMITS['constant_exponent']} is not allowed in a formula "
-                               f"(column {node.right.col_offset + 1})")
-        try:
-            return {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b}.get(type(node.op)) if not isinstance(
-                node.op, (ast.Div, ast.Pow)) else (a / b if isinstance(node.op, ast.Div) else float(a ** b))
-        except (ZeroDivisionError, OverflowError, TypeError):
-            return math.nan
-    return None
+    if not (isinstance(node, ast.BinOp) and type(node.op) in _BINARY):
+        return None
+    a, b = _constant(node.left), _constant(node.right)
+    if a is None or b is None:
+        return None
+    if isinstance(node.op, ast.Pow) and abs(b) > LIMITS["constant_exponent"]:
+        raise FormulaError(f"not allowed in a formula: a constant exponent above {LIMITS['constant_exponent']} "
+                           f"(column {node.right.col_offset + 1})")
+    try:
+        if isinstance(node.op, ast.Add):
+            return a + b
+        if isinstance(node.op, ast.Sub):
+            return a - b
+        if isinstance(node.op, ast.Mult):
+            return a * b
+        if isinstance(node.op, ast.Div):
+            return a / b
+        return float(a ** b)
+    except (ZeroDivisionError, OverflowError, TypeError, ValueError):
+        return math.nan
+
+
+def _operands(node: ast.AST) -> list[ast.AST]:
+    if isinstance(node, ast.BinOp):
+        return [node.left, node.right]
+    if isinstance(node, ast.UnaryOp):
+        return [node.operand]
+    if isinstance(node, ast.Compare):
+        return [node.left, *node.comparators]
+    if isinstance(node, ast.Call):
+        return list(node.args)
+    return []
+
+
+def _post_order(node: ast.AST):
+    for child in _operands(node):
+        yield from _post_order(child)
+    yield node
 
 
 def _compiler(ops):

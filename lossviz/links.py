@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 from . import settings as config
 
 MAX_VALUES = 200  # query values in all
-MAX_LENGTH = 200  # characters in one value
+MAX_LENGTH = 1100  # characters in one value (a formula has up to 1,000)
 SPECIAL = ("seed", "steps", "compare", "at", "at_b")
 MAX_STEPS = 1_000_000
 
@@ -43,8 +43,9 @@ class RunState:
 
 def to_query(demo: str, state: RunState) -> dict[str, list[str]]:
     """The query of a state: settings that differ from the defaults, then the special keys."""
-    defaults = config.defaults(demo)
-    query = {k: [config.format_value(v)] for k, v in state.settings.items() if v != defaults[k]}
+    defaults = config.defaults(demo, state.settings)
+    query = {k: [config.format_value(v)] for k, v in state.settings.items()
+             if v != defaults[k] or k in ("task", "loss")}
     query["seed"], query["steps"] = [str(state.seed)], [str(state.steps)]
     if state.compare is not None:
         query["compare"] = [f"{state.compare[0]}:{config.format_value(state.compare[1])}"]
@@ -61,13 +62,14 @@ def from_query(demo: str, query: Mapping[str, Sequence[str]]) -> RunState:
     if count > MAX_VALUES or any(len(str(x)) > MAX_LENGTH for v in query.values() for x in v) \
             or any(len(str(k)) > MAX_LENGTH for k in query):
         raise config.SettingError("the address holds more or longer values than a lossviz run has")
-    allowed = set(config.keys(demo)) | set(SPECIAL)
     for key, values in query.items():
+        if key not in ("at", "at_b") and len(values) != 1:
+            raise config.SettingError(f"{str(key)[:40]} appears {len(values)} times in the address")
+    one = {k: str(v[0]) for k, v in query.items() if k not in ("at", "at_b")}
+    allowed = set(config.keys(demo, one)) | set(SPECIAL)  # with a formula's parameters
+    for key in query:
         if key not in allowed:
             raise config.SettingError(f"unknown key {str(key)[:40]!r} in the address; allowed: {', '.join(sorted(allowed))}")
-        if key not in ("at", "at_b") and len(values) != 1:
-            raise config.SettingError(f"{key} appears {len(values)} times in the address")
-    one = {k: str(v[0]) for k, v in query.items() if k not in ("at", "at_b")}
     settings = config.resolve(demo, {k: v for k, v in one.items() if k not in SPECIAL})
     seed = _integer(one.get("seed", "0"), "seed", 0, 2**31 - 1)
     steps = _integer(one.get("steps", "300"), "steps", 1, MAX_STEPS)

@@ -8,10 +8,13 @@ settings are numbers fed to the compiled step, so changing them never retraces.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-DEMO_NAMES = ("policy-value", "two-branch", "sparse-penalty", "max-mse")
+DEMO_NAMES = ("policy-value", "two-branch", "sparse-penalty", "max-mse", "custom")
+# the formula of demo ``custom`` by task, when none is given (the sparse-penalty question's loss; a maximised MSE)
+DEFAULT_FORMULA = {"binary": "-(w * y * log(p) + (1 - y) * log(1 - p)); w=10", "regression": "-(r ** 2)"}
 
 
 class SettingError(ValueError):
@@ -22,7 +25,7 @@ class SettingError(ValueError):
 class Param:
     key: str
     default: Any
-    kind: str  # "float", "int", "choice", "alpha"
+    kind: str  # "float", "int", "choice", "alpha", "formula"
     allowed: str  # words for the error message and the UI help
     check: Callable[[Any], bool] = lambda v: True
     choices: tuple[str, ...] = ()
@@ -39,6 +42,8 @@ class Param:
         """A typed, checked value from a string (CLI) or a Python value (pages, API)."""
         value = raw
         try:
+            if self.kind == "formula":  # checked against its task by ``resolve``
+                return str(raw).strip()
             if self.kind == "choice":
                 value = str(raw)
                 ok = value in self.choices
@@ -113,6 +118,14 @@ PARAMS: dict[str, tuple[Param, ...]] = {
               help="neg-mse: minimise -MSE; inverse-mse: minimise 1/MSE-style; neg-lr: MSE with lr < 0"),
         _EPSILON_INV,
     ),
+    "custom": (
+        *_common(lr=1e-3),
+        Param("task", "binary", "choice", "one of binary, regression", choices=("binary", "regression"),
+              structural=True, help="binary: y, p and z = logit of p (the sparse-event data and net); "
+                                    "regression: y, yhat and r = yhat - y (the max-mse data and net)"),
+        Param("loss", DEFAULT_FORMULA["binary"], "formula", "a formula of the task's inputs (see lossviz.formula)",
+              structural=True, help="per sample; other names are parameters; defaults after ';'"),
+    ),
 }
 
 
@@ -122,26 +135,55 @@ def check_demo(name: str) -> str:
     return name
 
 
-def keys(demo: str) -> tuple[str, ...]:
-    return tuple(p.key for p in PARAMS[check_demo(demo)])
+def params(demo: str, settings: Mapping[str, Any] | None = None) -> tuple[Param, ...]:
+    """The demo's settings; for ``custom`` also the parameters of its formula (``settings``' loss and task, or
+    the default formula), each a number with the formula's default."""
+    base = PARAMS[check_demo(demo)]
+    if demo != "custom":
+        return base
+    found = formula_of(settings or {})
+    clash = [name for name in found.parameters if name in {p.key for p in base}]
+    if clash:
+        raise SettingError(f"the formula's parameter {clash[0]} is also a setting of the run: give it another name")
+    return base + tuple(Param(name, default, "float", "a finite number", help="a parameter of your formula")
+                        for name, default in found.parameters.items())
 
 
-def param(demo: str, key: str) -> Param:
-    for p in PARAMS[check_demo(demo)]:
+def formula_of(settings: Mapping[str, Any]):
+    """The parsed formula of a ``custom`` run (raises ``FormulaError``, a ``SettingError``)."""
+    from .formula import parse
+
+    task = settings.get("task", "binary")
+    return parse(settings.get("loss", DEFAULT_FORMULA.get(task, "")), task)
+
+
+def keys(demo: str, settings: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    return tuple(p.key for p in params(demo, settings))
+
+
+def param(demo: str, key: str, settings: Mapping[str, Any] | None = None) -> Param:
+    for p in params(demo, settings):
         if p.key == key:
             return p
-    raise SettingError(f"unknown key {key!r} for {demo}; allowed: {', '.join(keys(demo))}")
+    raise SettingError(f"unknown key {key!r} for {demo}; allowed: {', '.join(keys(demo, settings))}")
 
 
-def defaults(demo: str) -> dict[str, Any]:
-    return {p.key: p.default for p in PARAMS[check_demo(demo)]}
+def defaults(demo: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return {p.key: p.default for p in params(demo, settings)}
 
 
 def resolve(demo: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The demo's defaults with ``overrides`` parsed and checked; raises :class:`SettingError`."""
+    """The demo's defaults with ``overrides`` parsed and checked; raises :class:`SettingError`. For ``custom``
+    the task and the formula come first: the formula's parameters are settings too."""
+    overrides = dict(overrides or {})
     settings = defaults(demo)
-    for key, raw in (overrides or {}).items():
-        settings[key] = param(demo, key).parse(raw)
+    if demo == "custom":
+        task = param(demo, "task").parse(overrides.pop("task", "binary"))
+        loss = param(demo, "loss").parse(overrides.pop("loss", DEFAULT_FORMULA[task]))
+        settings = defaults(demo, {"task": task, "loss": loss})
+        settings.update(task=task, loss=loss)
+    for key, raw in overrides.items():
+        settings[key] = param(demo, key, settings).parse(raw)
     return settings
 
 
@@ -174,7 +216,7 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 def knob_keys(demo: str, settings: Mapping[str, Any]) -> tuple[str, ...]:
     """The numeric settings of a run (the ``set:<key>`` columns of its records); alpha only as a number."""
-    return tuple(p.key for p in PARAMS[check_demo(demo)]
+    return tuple(p.key for p in params(demo, settings)
                  if p.numeric and not (p.kind == "alpha" and isinstance(settings[p.key], str)))
 
 
@@ -182,7 +224,7 @@ def live_change(demo: str, settings: Mapping[str, Any], key: str, raw) -> Any:
     """``raw`` parsed and checked for a run whose settings are ``settings``, so that it can apply from the
     next step on; raises :class:`SettingError` naming the key for a bad value or a key that cannot change
     during a run (one that shapes the compiled graph or the data)."""
-    p = param(demo, key)
+    p = param(demo, key, settings)
     if p.structural or (p.kind == "alpha" and isinstance(settings[key], str)):
         raise SettingError(f"{key} shapes the compiled graph, so it cannot change during a run: set it for the whole run")
     if p.shapes_data:
@@ -224,13 +266,13 @@ def cli_command(demo: str, settings: Mapping[str, Any], steps: int, seed: int, c
                 changes: Sequence[tuple[int, str, Any]] = ()) -> str:
     """The ``python -m lossviz`` command that reproduces a run (only the keys that differ from defaults),
     with an ``--at STEP:KEY=VALUE`` for every knob change ``(step, key, value)`` made during the run."""
-    base = defaults(demo)
+    base = defaults(demo, settings)
     parts = ["python", "-m", "lossviz", command, demo]
-    for key in keys(demo):
-        if key in settings and settings[key] != base[key]:
-            parts += ["--set", f"{key}={format_value(settings[key])}"]
+    for key in keys(demo, settings):
+        if key in settings and (settings[key] != base[key] or key in ("task", "loss")):
+            parts += ["--set", shlex.quote(f"{key}={format_value(settings[key])}")]
     for step, key, value in changes:
-        parts += ["--at", f"{step}:{key}={format_value(value)}"]
+        parts += ["--at", shlex.quote(f"{step}:{key}={format_value(value)}")]
     parts += ["--steps", str(steps), "--seed", str(seed)]
     return " ".join(parts)
 
@@ -243,13 +285,24 @@ def format_value(value) -> str:
 TRAINING_KEYS = ("lr", "optimizer", "batch_size", "clipnorm", "clipvalue")
 
 # The setting a comparison changes first, and to what: the question's own suggestion against the fix.
-COMPARE_KEY = {"policy-value": "mask", "two-branch": "alpha", "sparse-penalty": "variant", "max-mse": "variant"}
+COMPARE_KEY = {"policy-value": "mask", "two-branch": "alpha", "sparse-penalty": "variant", "max-mse": "variant",
+               "custom": "loss"}
 COMPARE_DEFAULT: dict[str, dict[str, Any]] = {
     "policy-value": {"mask": "seed-answer"},
     "two-branch": {"alpha": "trainable"},
     "sparse-penalty": {"variant": "naive"},
     "max-mse": {"variant": "inverse-mse"},
+    # the question's loss from logits: the exact form of the default formula, for a side-by-side
+    "custom": {"loss": "-(w * y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z)); w=10"},
 }
 
 # The metric a stability map reports by default, per demo.
-MAIN_METRIC = {"policy-value": "illegal_mass", "two-branch": "accuracy", "sparse-penalty": "recall", "max-mse": "mse"}
+MAIN_METRIC = {"policy-value": "illegal_mass", "two-branch": "accuracy", "sparse-penalty": "recall", "max-mse": "mse",
+               "custom": "recall"}
+
+
+def main_metric(demo: str, settings: Mapping[str, Any] | None = None) -> str:
+    """The metric a stability map reports by default (for ``custom``: by task)."""
+    if demo == "custom" and (settings or {}).get("task") == "regression":
+        return "mse"
+    return MAIN_METRIC[demo]

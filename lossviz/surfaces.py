@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import losses
+from . import settings as config
 
 
 @dataclass(frozen=True)
@@ -127,11 +128,38 @@ def two_branch_curves(settings: Mapping[str, Any]) -> list[Curve]:
     return [_curve("alpha*2.0 + (1-alpha)*0.5", a, lambda x: losses.weighted_two_branch(2.0, 0.5, x), "alpha")]
 
 
+def custom_curves(settings: Mapping[str, Any]) -> list[Curve]:
+    """A formula's per-sample loss and its derivative: over p (or over the logit z when it reads z and not p)
+    for y = 1 and y = 0, or over the residual r for a regression formula."""
+    found = config.formula_of(settings)
+    loss = found.compile()
+    params = {k: tf.constant(float(settings[k]), tf.float32) for k in found.parameters}
+
+    def binary(y: float, over_logit: bool):
+        def fn(x):
+            col = x[:, None]
+            z = col if over_logit else tf.math.log(col) - tf.math.log1p(-col)
+            p = tf.sigmoid(col) if over_logit else col
+            return loss({"y": tf.fill(tf.shape(col), y), "p": p, "z": z}, params)
+        return fn
+
+    if found.task == "regression":
+        r = np.linspace(-1.0, 1.0, 401)
+        r[np.argmin(np.abs(r))] = 0.0
+        return [_curve("y = 0", r, lambda x: loss({"y": tf.zeros((len(r), 1)), "yhat": x[:, None], "r": x[:, None]},
+                                                 params), "residual r")]
+    over_logit = "z" in found.inputs and "p" not in found.inputs
+    x = np.linspace(-20.0, 20.0, 401) if over_logit else probability_grid()
+    label = "logit z" if over_logit else "predicted probability p"
+    return [_curve(f"y = {y:g}", x, binary(y, over_logit), label) for y in (1.0, 0.0)]
+
+
 CURVES: dict[str, Callable[[Mapping[str, Any]], list[Curve]]] = {
     "policy-value": policy_value_curves,
     "two-branch": two_branch_curves,
     "sparse-penalty": sparse_penalty_curves,
     "max-mse": max_mse_curves,
+    "custom": custom_curves,
 }
 
 

@@ -23,8 +23,8 @@ WORKER_ENV = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "TF_
 STATUSES = ("ok", "diverged", "stalled", "error")
 
 
-def summary_columns(demo: str) -> list[str]:
-    return ["status", "final_loss", "best_loss", f"metric:{config.MAIN_METRIC[demo]}", "first_nonfinite_step",
+def summary_columns(demo: str, settings: Mapping[str, Any] | None = None) -> list[str]:
+    return ["status", "final_loss", "best_loss", f"metric:{config.main_metric(demo, settings)}", "first_nonfinite_step",
             "first_nonfinite", "max_grad_norm", "steps", "message"]
 
 
@@ -70,7 +70,7 @@ def summarise(demo: str, settings: Mapping[str, Any], records: Sequence[Mapping[
     else:
         status = "ok"
     best = (min(finite) if sign > 0 else max(finite)) if finite else math.nan
-    main = f"metric:{config.MAIN_METRIC[demo]}"
+    main = f"metric:{config.main_metric(demo, settings)}"
     return {
         "status": status,
         "final_loss": losses[-1] if losses else math.nan,
@@ -99,7 +99,7 @@ def run_point(demo: str, overrides: Mapping[str, Any], steps: int, seed: int) ->
 
         return summarise(demo, settings, train(demo, settings, steps=steps, seed=seed))
     except Exception as e:  # the sweep goes on
-        row = {c: math.nan for c in summary_columns(demo)}
+        row = {c: math.nan for c in summary_columns(demo, settings)}
         row.update(status="error", first_nonfinite_step="", first_nonfinite="", steps=0,
                    message=f"{type(e).__name__}: {e}")
         return row

@@ -89,7 +89,7 @@ class Engine:
             groups[name] = [offset + j]
         self.groups = groups
         self.layout = Layout(
-            terms=demo.term_names, layers=tuple(groups), metrics=demo.metric_names,
+            terms=demo.term_names, layers=tuple(groups), metrics=demo.metrics_of(self.settings),
             has_alpha=demo.alpha is not None, variables=tuple(v.path for v in self.variables))
         self._fused = None
 
@@ -410,6 +410,30 @@ class Trainer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def formula_diagnosis(trainer: Trainer) -> str | None:
+    """For a ``custom`` run whose loss turned non-finite: replay the run (same seed and knob changes) to the step
+    before, and name the sub-expression of the formula that turns non-finite first on that step's batch, e.g.
+    ``log(p) = -inf at y = 1, p = 0``. None for other runs, or when the loss itself stayed finite."""
+    first = records.first_nonfinite(trainer.records)
+    if trainer.demo.name != "custom" or first is None or first["nonfinite_in"] != "loss":
+        return None
+    step = first["step"]
+    initial = {**trainer.initial_settings, **records.knobs_of(trainer.records[0])}
+    with Trainer("custom", initial, trainer.seed) as replay:
+        for at, key, _, value in records.knob_changes(trainer.records):
+            if at <= step:
+                replay.at(at, **{key: value})
+        if step > 1:
+            for _ in replay.run(step - 1):
+                pass
+        replay._apply_due()
+        batch = replay.data.take(replay._next_batches(1)[0])
+        out = {k: np.asarray(v) for k, v in replay.model(batch.inputs, training=True).items()}
+        values = demos.formula_inputs(out, batch.targets, replay.settings["task"])
+        values.update(replay.demo.hyperparameters(replay.settings))
+        return config.formula_of(replay.settings).diagnose(values)
 
 
 def train(demo: str, settings: Mapping[str, Any] | None = None, steps: int = 200, seed: int = 0,

@@ -209,7 +209,7 @@ def test_run_state_round_trips_through_a_query():
     ({"at": ["50:lr=0.1"], "steps": ["10"]}, "step 50 is past the run's 10 steps"),
     ({"at_b": ["5:lr=0.1"]}, "at_b needs compare"),
     ({"compare": ["lr:0.1"], "at_b": ["5:penalty=3"]}, "at_b changes only the compared setting"),
-    ({"lr": ["1" * 1000]}, "more or longer values"),
+    ({"lr": ["1" * 2000]}, "more or longer values"),
     ({"at": ["1:lr=0.1"] * 300}, "more or longer values"),
 ])
 def test_a_bad_query_is_refused_in_one_line(query, words):
