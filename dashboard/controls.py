@@ -212,9 +212,15 @@ def _formula_params(demo: str, raw: dict[str, Any]) -> tuple[config.Param, ...]:
     if demo != "custom":
         return ()
     try:
-        return config.params(demo, raw)[len(config.PARAMS[demo]):]
+        found = config.params(demo, raw)[len(config.PARAMS[demo]):]
     except config.SettingError:
         return ()
+    seen = st.session_state.setdefault(f"{demo}:formula_defaults", {})
+    for p in found:  # a default changed in the formula's text: the knob takes it
+        if seen.get(p.key) not in (None, p.default):
+            put(demo, p.key, p.default, settings=raw)
+        seen[p.key] = p.default
+    return found
 
 
 def _presets(demo: str) -> None:
@@ -258,8 +264,12 @@ def validate(demo: str, choice: dict[str, Any]) -> tuple[dict[str, dict[str, Any
 
 def label(demo: str, name: str, settings: dict[str, Any], base: dict[str, Any] | None = None) -> str:
     ref = base or config.defaults(demo)
-    changed = [f"{k}={config.format_value(v)}" for k, v in settings.items() if v != ref.get(k)]
+    changed = [f"{k}={_short(config.format_value(v))}" for k, v in settings.items() if v != ref.get(k)]
     return f"{name}: " + (", ".join(changed[:3]) if changed else "defaults")
+
+
+def _short(text: str, width: int = 28) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def load(demo: str, state: links.RunState) -> None:

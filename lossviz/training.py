@@ -274,7 +274,7 @@ class Trainer:
         self.snapshots: list[tuple[int, list[np.ndarray]]] = [(0, self.initial_weights)]  # after each chunk
         self.knobs = config.knob_keys(self.demo.name, self.settings)
         self.records = records.RecordLog(self.layout.columns, self.knobs, self.layout.place,
-                                         int_knobs=[k for k in self.knobs if config.param(demo, k).kind == "int"])
+                                         int_knobs=[k for k in self.knobs if config.param(demo, k, self.settings).kind == "int"])
         self.stopped = False  # set once a non-finite step ends a stop-on-nonfinite run
         self._changes_lock = threading.Lock()
         self._pending: dict[str, Any] = {}  # from ``set``: applies before the next step computed

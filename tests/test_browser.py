@@ -148,3 +148,30 @@ def test_play_drag_a_slider_pause(server, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "live_knobs.png"), full_page=True)
     page.close()
+
+
+def test_your_loss_page_types_a_formula_and_trains(server, browser):
+    """A formula typed in the browser: its LaTeX, its knob, a run, and the NaN named inside the formula."""
+    page = browser.new_page(viewport={"width": 1400, "height": 3200})
+    page.goto(f"{server}/Your_loss")
+    box = page.get_by_role("textbox", name="loss formula")
+    box.wait_for(timeout=60_000)
+    box.fill("-(w * y * log(p) + (1 - y) * log(1 - p)); w=20")
+    box.press("Control+Enter")
+    page.get_by_role("textbox", name="w value").wait_for(timeout=30_000)
+    page.wait_for_timeout(800)
+    lr = page.get_by_role("textbox", name="lr value")
+    lr.fill("0.05")
+    lr.press("Enter")
+    steps = page.get_by_label("steps", exact=True)
+    steps.fill("60")
+    steps.press("Enter")
+    page.wait_for_timeout(800)
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text("Download A as CSV").wait_for(timeout=120_000)
+    page.get_by_text("In the formula:").first.wait_for(timeout=60_000)
+    assert page.get_by_text("log(p) = -inf").count() >= 1
+    _no_exception(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "your_loss.png"), full_page=True)
+    page.close()

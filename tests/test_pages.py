@@ -14,6 +14,7 @@ PAGES = {
     "two-branch": "pages/2_Two_branch.py",
     "sparse-penalty": "pages/3_Sparse_penalty.py",
     "max-mse": "pages/4_Max_MSE.py",
+    "custom": "pages/5_Your_loss.py",
 }
 
 
