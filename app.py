@@ -1,29 +1,14 @@
-"""lossviz home page: one card per loss family, with its formula, its curve and a link to its page."""
+"""lossviz dashboard: ``streamlit run app.py``. The navigation of its pages, each with its title and icon."""
 
-import streamlit as st
+import pathlib
+import sys
 
-import dashboard
-from lossviz import settings as config
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # the shared page parts, from any directory
+
+import streamlit as st  # noqa: E402
+
+from dashboard.common import NAVIGATION  # noqa: E402
 
 st.set_page_config(page_title="lossviz", layout="wide")
-st.title("lossviz")
-st.markdown("Explore custom training losses of Keras models: pick a loss, turn its knobs, train a small model "
-            "live and see its terms, its gradients per layer, and exactly when and where NaN or inf appear.")
-
-for row in (config.DEMO_NAMES[:2], config.DEMO_NAMES[2:4]):
-    for column, demo in zip(st.columns(2), row):
-        family = dashboard.FAMILIES[demo]
-        with column.container(border=True):
-            st.subheader(family["title"])
-            st.markdown(family["problem"])
-            st.latex(family["latex"])
-            figure = dashboard.analytic_figure(demo, tuple(sorted(config.defaults(demo).items())))
-            figure.update_layout(height=300, title=None, showlegend=False)
-            st.plotly_chart(figure, key=f"home_{demo}")
-            st.page_link(family["page"], label=f"Open {family['title']}", icon="➡️")
-
-custom = dashboard.FAMILIES["custom"]
-with st.container(border=True):
-    st.subheader(custom["title"])
-    st.markdown(custom["problem"])
-    st.page_link(custom["page"], label="Write your own loss", icon="✍️")
+st.navigation([st.Page(path, title=title, icon=icon, url_path=url or None, default=not url)
+               for path, title, icon, url in NAVIGATION]).run()

@@ -9,6 +9,15 @@ import streamlit as st
 
 from lossviz import charts, surfaces
 
+# the dashboard's pages: (file, title in the navigation, icon, address); the first is the home page
+NAVIGATION = (
+    ("pages/home.py", "Home", ":material/home:", ""),
+    ("pages/1_Policy_value.py", "Policy / value (AlphaGo Zero)", ":material/grid_on:", "Policy_value"),
+    ("pages/2_Two_branch.py", "Two branches, weighted", ":material/call_split:", "Two_branch"),
+    ("pages/3_Sparse_penalty.py", "Sparse-penalty BCE", ":material/scatter_plot:", "Sparse_penalty"),
+    ("pages/4_Max_MSE.py", "Maximised MSE", ":material/trending_up:", "Max_MSE"),
+    ("pages/5_Your_loss.py", "Your loss (a formula)", ":material/functions:", "Your_loss"),
+)
 REDRAW_SECONDS = 0.5  # live charts redraw at most twice a second, whatever the step rate
 
 FAMILIES: dict[str, dict[str, str]] = {

@@ -262,7 +262,7 @@ def _tables(demo: str) -> None:
                 language="bash")
         st.download_button(f"Download {name} as CSV", _csv(job), file_name=f"lossviz-{demo}-{name}.csv",
                            mime="text/csv", key=f"{demo}:download:{name}")
-        st.dataframe(charts.frame(recs[-TABLE_ROWS:]), height=240, key=f"{demo}:table:{name}")
+        st.dataframe(charts.display(recs[-TABLE_ROWS:]), height=240, key=f"{demo}:table:{name}")
 
 
 def _csv(job: training.TrainingJob) -> str:

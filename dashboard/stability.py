@@ -105,7 +105,7 @@ def section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
     rows = job.finished_rows()
     if not rows or job.running:
         return
-    st.dataframe(charts.frame(rows), key=f"{demo}:sweep:table")
+    st.dataframe(charts.display(rows), key=f"{demo}:sweep:table")
     names = [", ".join(f"{k}={r[k]}" for k, _ in job.grids) + f" ({r['status']})" for r in rows]
     chosen = st.selectbox("configuration", range(len(rows)), format_func=names.__getitem__, key=f"{demo}:sweep:pick")
     if st.button("Load into the sidebar", key=f"{demo}:sweep:load"):

@@ -23,8 +23,10 @@ COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 DASHES = ("dash", "dot", "dashdot", "longdash")
 
 
-def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50, b=40),
+def _layout(fig: go.Figure, title: str, height: int = 360, subtitle: str | None = None) -> go.Figure:
+    """Title (short: it fits a half-width chart at 1280 px), details in a subtitle, common margins."""
+    fig.update_layout(title=dict(text=title, subtitle=dict(text=subtitle)) if subtitle else title, height=height,
+                      margin=dict(l=50, r=20, t=70 if subtitle else 50, b=40),
                       legend=dict(orientation="h", y=-0.2), hovermode="x unified")
     return fig
 
@@ -291,14 +293,15 @@ def landscape_contour(landscape, log_scale: bool = False) -> go.Figure:
                                  marker=dict(size=12, symbol="circle-open", color="orange")))
     if landscape.kind == "pca" and landscape.explained:
         a, b = landscape.explained
-        title = f"Loss on the PCA plane of the training path ({a:.0%} and {b:.0%} of the variance)"
+        title, subtitle = "Loss on the PCA plane of the training path", f"{a:.0%} and {b:.0%} of the variance"
         axes = ("1st PCA direction", "2nd PCA direction")
     else:
-        title, axes = "Loss landscape, two filter-normalised random directions", ("direction 1", "direction 2")
+        title, subtitle = "Loss landscape, random plane", "two filter-normalised random directions (Li et al. 2018)"
+        axes = ("direction 1", "direction 2")
     fig.update_xaxes(title=axes[0])
     fig.update_yaxes(title=axes[1])
     fig.update_layout(hovermode="closest")
-    return _layout(fig, title, height=480)
+    return _layout(fig, title, height=480, subtitle=subtitle)
 
 
 def landscape_surface(landscape) -> go.Figure:
@@ -323,7 +326,7 @@ def interpolation_chart(curve: Curve) -> go.Figure:
     fig.update_xaxes(title=curve.x_label)
     fig.update_yaxes(title="loss")
     fig.update_layout(hovermode="closest")
-    return _layout(fig, "Linear interpolation, initial to final weights (Goodfellow et al. 2015)")
+    return _layout(fig, "Initial to final weights", subtitle="linear interpolation (Goodfellow et al. 2015)")
 
 
 def stability_map(rows: Sequence[dict[str, Any]], keys: Sequence[str], x_values: Sequence[Any],
@@ -371,3 +374,14 @@ def _hatch(fig: go.Figure, x: float, y: float, **where) -> None:
 
 def _cell_text(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def display(records) -> pd.DataFrame:
+    """Records as a table for a person: numbers with 5 significant digits, NaN and inf spelled ``nan``, ``inf``,
+    ``-inf`` (a plain frame shows NaN as "None" in the browser, hiding NaN against inf); CSVs keep full
+    precision."""
+    df = frame(records).copy()
+    for name in df.columns:
+        if df[name].dtype.kind == "f":
+            df[name] = [f"{v:.5g}" for v in df[name].tolist()]
+    return df

@@ -1,10 +1,15 @@
 """Masked policy/value loss (AlphaGo Zero): the mask modes, side by side."""
 
-import numpy as np
-import streamlit as st
+import pathlib
+import sys
 
-import dashboard
-from lossviz import charts, demos
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # works however the page is started
+
+import numpy as np  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import dashboard  # noqa: E402
+from lossviz import charts, demos  # noqa: E402
 
 
 def board_view(jobs):

@@ -1,9 +1,14 @@
 """Weighted two-branch loss: fixed, trainable and uncertainty-weighted alpha."""
 
-import streamlit as st
+import pathlib
+import sys
 
-import dashboard
-from lossviz import charts
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # works however the page is started
+
+import streamlit as st  # noqa: E402
+
+import dashboard  # noqa: E402
+from lossviz import charts  # noqa: E402
 
 
 def trajectory_view(jobs):

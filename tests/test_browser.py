@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("LOSSVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 PAGES = {"home": "", "policy_value": "Policy_value", "two_branch": "Two_branch",
          "sparse_penalty": "Sparse_penalty", "max_mse": "Max_MSE"}
@@ -30,10 +30,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def require_chromium(path: str = CHROMIUM) -> str:
+    """Chromium's path; without it the browser tests skip with one line, except under CI (``CI`` set), where
+    they must run and fail loudly."""
+    if os.path.exists(path):
+        return path
+    message = f"Chromium is missing at {path}: apt-get install chromium (.ci/run does it)"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; under CI the browser tests must run")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="module")
 def server():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run does it)")
+    require_chromium()
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
@@ -77,6 +87,9 @@ def test_home_page(server, browser):
     page.get_by_text("Open Sparse-penalty binary cross-entropy").wait_for(timeout=60_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
     _no_exception(page)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    assert nav.get_by_text("Home", exact=True).count() == 1 and nav.get_by_text("app", exact=True).count() == 0
+    assert nav.get_by_text("Your loss (a formula)", exact=True).count() == 1
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
     page.close()
