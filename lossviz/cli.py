@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import json
 import math
+import os
 import sys
 from typing import Sequence
 
@@ -43,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--backend", choices=("local", "ray"), default="local")
     sweep.add_argument("--address", default=None, help="Ray address: auto or ray://host:10001 (backend ray)")
     sweep.add_argument("--out", required=True, help="CSV file, one row per grid point")
+    sweep.add_argument("--resume", action="store_true",
+                       help="run only the points missing from --out (an interrupted sweep of the same grid, seed, steps)")
     return parser
 
 
@@ -107,11 +112,13 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
-def _train_with_progress(trainer, steps: int, desc: str) -> None:
+def _train_with_progress(trainer, steps: int, desc: str, on_record=None) -> None:
     from tqdm import tqdm
 
     with tqdm(total=steps, unit="step", desc=desc, disable=None, file=sys.stderr) as bar:
-        for _ in trainer.run(steps):
+        for record in trainer.run(steps):
+            if on_record is not None:
+                on_record(record)
             bar.update(1)
 
 
@@ -119,8 +126,19 @@ def _train(args) -> int:
     from . import records as rec
 
     with _output(args.out) as out, _trainer(args, stop_on_nonfinite=args.stop_on_nonfinite) as trainer:
-        _train_with_progress(trainer, args.steps, args.demo)
-        rec.write_csv(trainer.records, out)
+        writer = rec.CsvWriter(out)
+
+        def write(record):
+            writer.write(record)
+            writer.flush()  # a killed run keeps every finished step
+
+        try:
+            _train_with_progress(trainer, args.steps, args.demo, on_record=write)
+        except KeyboardInterrupt:
+            writer.flush()
+            where = args.out if args.out != "-" else "standard output"
+            print(f"interrupted at step {writer.rows}: {writer.rows} rows in {where}", file=sys.stderr)
+            return 130
         where = rec.describe_first_nonfinite(trainer.records)
         print(f"{trainer.step} steps, final loss {trainer.records[-1]['loss']:.6g}; "
               f"first non-finite: {where or 'none'}", file=sys.stderr)
@@ -142,13 +160,26 @@ def _output(path: str):
             yield f
 
 
+@contextlib.contextmanager
+def _whole_file(path: str):
+    """A file that appears only once complete: written as ``PATH.part``, renamed at the end, removed on error."""
+    part = f"{path}.part"
+    try:
+        with open(part, "w", newline="") as f:
+            yield f
+        os.replace(part, path)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
+
+
 def _landscape(args) -> int:
     from tqdm import tqdm
 
     from . import records as rec
     from .surfaces import random_landscape
 
-    with _output(args.out) as out, _trainer(args) as trainer:
+    with _whole_file(args.out) as out, _trainer(args) as trainer:
         _train_with_progress(trainer, args.steps, f"{args.demo} train")
         with tqdm(total=args.resolution ** 2, unit="point", desc="landscape", disable=None, file=sys.stderr) as bar:
             landscape = random_landscape(trainer, args.resolution, args.span, seed=args.seed,
@@ -166,15 +197,70 @@ def _sweep(args) -> int:
     from . import records as rec
     from .sweep import STATUSES, summary_columns, sweep
 
-    with _output(args.out) as out, tqdm(total=len(args.points), unit="run", desc=f"{args.demo} sweep",
-                                        disable=None, file=sys.stderr) as bar:
-        rows = sweep(args.demo, args.grid_values, base=args.overrides, steps=args.steps, seed=args.seed,
-                     jobs=args.jobs, backend=args.backend, address=args.address,
-                     on_row=lambda i, row: bar.update(1))
-        rec.write_csv(rows, out, header=[k for k, _ in args.grid_values] + summary_columns(args.demo, args.settings))
-    counts = {s: sum(1 for r in rows if r["status"] == s) for s in STATUSES}
-    print(f"{len(rows)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), file=sys.stderr)
+    header = [k for k, _ in args.grid_values] + summary_columns(args.demo, args.settings)
+    meta = {"demo": args.demo, "grids": args.grid_values, "base": args.overrides, "seed": args.seed,
+            "steps": args.steps}
+    done = _resumed_rows(args, header, meta) if args.resume else {}
+    todo = [i for i, point in enumerate(args.points) if _point_key(point) not in done]
+    if args.resume:
+        print(f"resuming: {len(done)} of {len(args.points)} points already in {args.out}", file=sys.stderr)
+    with open(f"{args.out}.lossviz.json", "w") as f:
+        json.dump(meta, f)
+    rows: dict[int, dict] = {}
+    with open(args.out, "a" if done else "w", newline="") as out, tqdm(
+            total=len(args.points), initial=len(args.points) - len(todo), unit="run", desc=f"{args.demo} sweep",
+            disable=None, file=sys.stderr) as bar:
+        writer = rec.CsvWriter(out, header)
+        if not done:
+            writer.start()
+            writer.flush()
+
+        def finished(i, row):  # each row is in the file as soon as its point ends
+            rows[todo[i]] = row
+            writer.write(row)
+            writer.flush()
+            bar.update(1)
+
+        try:
+            if todo:
+                sweep(args.demo, args.grid_values, base=args.overrides, steps=args.steps, seed=args.seed,
+                      jobs=args.jobs, backend=args.backend, address=args.address, on_row=finished,
+                      points=[args.points[i] for i in todo])
+        except KeyboardInterrupt:
+            print(f"interrupted: {len(done) + len(rows)} of {len(args.points)} points in {args.out}; "
+                  "--resume runs the others", file=sys.stderr)
+            return 130
+    every = [rows.get(i) or done[_point_key(point)] for i, point in enumerate(args.points)]
+    with _whole_file(args.out) as out:  # the finished sweep in grid order, whatever order the points ended in
+        rec.write_csv(every, out, header=header)
+    counts = {s: sum(1 for r in every if r["status"] == s) for s in STATUSES}
+    print(f"{len(every)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), file=sys.stderr)
     return 0
+
+
+def _point_key(point) -> tuple:
+    return tuple(str(v) for v in point.values())
+
+
+def _resumed_rows(args, header, meta) -> dict[tuple, dict]:
+    """The rows of an interrupted sweep of the same grid, seed and steps, by grid point; refuses another sweep's
+    file in one line."""
+    try:
+        with open(f"{args.out}.lossviz.json") as f:
+            before = json.load(f)
+        with open(args.out, newline="") as f:
+            reader = csv.DictReader(f)
+            found = list(reader)
+            fields = reader.fieldnames
+    except (OSError, ValueError) as e:
+        raise config.SettingError(f"--resume needs the file of an interrupted sweep and its .lossviz.json: {e}") from None
+    before["grids"] = [tuple(g) for g in before.get("grids", [])]
+    mismatch = [k for k in meta if json.loads(json.dumps(meta[k])) != json.loads(json.dumps(before.get(k)))]
+    if mismatch or fields != header:
+        what = ", ".join(mismatch) or "columns"
+        raise config.SettingError(f"{args.out} holds another sweep (its {what} differ): drop --resume or use another --out")
+    keys = [k for k, _ in args.grid_values]
+    return {tuple(row[k] for k in keys): row for row in found}
 
 
 COMMANDS = {"train": _train, "landscape": _landscape, "sweep": _sweep}
@@ -182,6 +268,9 @@ COMMANDS = {"train": _train, "landscape": _landscape, "sweep": _sweep}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from .shutdown import terminate_as_interrupt
+
+    terminate_as_interrupt()  # SIGTERM ends a run as Ctrl-C does: finished rows kept, exit 130
     try:
         args.overrides = dict(config.parse_assignment(a) for a in args.assignments)
         args.settings = config.resolve(config.check_demo(args.demo), args.overrides)
@@ -198,6 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except config.SettingError as e:
+        print(f"lossviz: error: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"lossviz: error: {e}", file=sys.stderr)
         return 2

@@ -27,10 +27,33 @@ def columns(records: Sequence[dict[str, Any]]) -> list[str]:
 def write_csv(records: Iterable[dict[str, Any]], out: TextIO, header: Sequence[str] | None = None) -> None:
     """One row per record; non-finite floats are written as ``nan``, ``inf``, ``-inf``."""
     records = list(records)
-    writer = csv.DictWriter(out, fieldnames=list(header or columns(records)), lineterminator="\n")
-    writer.writeheader()
+    writer = CsvWriter(out, header or columns(records))
     for r in records:
-        writer.writerow({k: _cell(v) for k, v in r.items()})
+        writer.write(r)
+    writer.start()
+
+
+class CsvWriter:
+    """Rows written as records arrive (the header from ``header`` or the first record), so a run that is
+    killed leaves every row written so far in the file; ``flush()`` pushes them to the disk."""
+
+    def __init__(self, out: TextIO, header: Sequence[str] | None = None):
+        self.out, self.header, self.rows = out, list(header) if header else None, 0
+        self._writer: csv.DictWriter | None = None
+
+    def start(self, first: dict[str, Any] | None = None) -> None:
+        """Write the header (once)."""
+        if self._writer is None:
+            self._writer = csv.DictWriter(self.out, fieldnames=self.header or list(first or {}), lineterminator="\n")
+            self._writer.writeheader()
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.start(record)
+        self._writer.writerow({k: _cell(v) for k, v in record.items()})
+        self.rows += 1
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def to_csv(records: Iterable[dict[str, Any]]) -> str:

@@ -108,13 +108,16 @@ def run_point(demo: str, overrides: Mapping[str, Any], steps: int, seed: int) ->
 def sweep(demo: str, grids: Sequence[tuple[str, Sequence[Any]]], base: Mapping[str, Any] | None = None,
           steps: int = 200, seed: int = 0, jobs: int | None = None, backend: str = "local",
           address: str | None = None, on_row: Callable[[int, dict[str, Any]], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
-    """Run the grid and return one row per point, in grid order: the grid values, then the summary.
+          should_stop: Callable[[], bool] | None = None,
+          points: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Run the grid (or only ``points`` of it, e.g. those a resumed sweep still lacks) and return one row per
+    point, in order: the grid values, then the summary.
 
-    ``on_row(index, row)`` is called as each point finishes (in any order). ``should_stop()`` is polled:
-    once true, points not started are cancelled and only the finished rows are returned.
+    ``on_row(index, row)`` is called as each point finishes (in any order; the index into the points run).
+    ``should_stop()`` is polled: once true, points not started are cancelled and only the finished rows are
+    returned.
     """
-    points = grid_points(demo, grids, base)
+    points = grid_points(demo, grids, base) if points is None else list(points)
     if backend not in ("local", "ray"):
         raise config.SettingError(f"backend must be local or ray, got {backend!r}")
     if steps < 1:

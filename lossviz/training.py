@@ -20,6 +20,7 @@ A record is a flat dict whose keys are the CSV columns: ``step``, ``loss``, ``lo
 
 from __future__ import annotations
 
+import atexit
 import threading
 import weakref
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from . import demos, models, records, settings as config
+from . import demos, models, records, settings as config, shutdown
 from .data import Dataset
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
@@ -465,6 +466,7 @@ class TrainingJob:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._control = threading.Lock()  # one control call at a time (pages rerun from several threads)
+        shutdown.register(self)
         if start:
             self._launch(self.steps)
 
@@ -579,3 +581,6 @@ class TrainingJob:
         if thread is not None:
             thread.join(timeout)
         return not self.running
+
+
+atexit.register(shutdown.stop_all)  # no training thread is left inside TensorFlow when the interpreter ends

@@ -7,6 +7,7 @@ Screenshots go to ``test-artifacts/`` (the ones in ``docs/`` were taken this way
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -41,9 +42,7 @@ def require_chromium(path: str = CHROMIUM) -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def server():
-    require_chromium()
+def _start_server():
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
@@ -54,12 +53,17 @@ def server():
     while time.time() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
+                return proc, url
         except OSError:
             time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    proc.kill()
+    pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+
+
+@pytest.fixture(scope="module")
+def server():
+    require_chromium()
+    proc, url = _start_server()
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -188,3 +192,23 @@ def test_your_loss_page_types_a_formula_and_trains(server, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "your_loss.png"), full_page=True)
     page.close()
+
+
+def test_server_stops_cleanly_on_sigterm_while_runs_play(browser):
+    """SIGTERM to ``streamlit run app.py`` while two pages play: every job stops after its chunk, the process
+    exits 0 within 5 s and never aborts ("terminate called without an active exception")."""
+    proc, url = _start_server()
+    pages = []
+    for path in ("Sparse_penalty", "Policy_value"):
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(f"{url}/{path}")
+        page.get_by_role("button", name="Play", exact=True).click()
+        page.get_by_text(re.compile(r"A: defaults: running, step [1-9]")).wait_for(timeout=60_000)
+        pages.append(page)
+    proc.send_signal(signal.SIGTERM)
+    start = time.time()
+    output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    assert time.time() - start < 5 and proc.returncode == 0, output[-2000:]
+    assert "terminate called" not in output and "Traceback" not in output
+    for page in pages:
+        page.close()
