@@ -142,7 +142,7 @@ def metrics_chart(runs: Runs) -> go.Figure:
         for j, name in enumerate(names):
             if name in df:
                 fig.add_trace(go.Scatter(x=df["step"], y=_finite(df[name]), name=label, legendgroup=label,
-                                         showlegend=j == 0, line=dict(color=color)), row=1, col=j + 1)
+                                         showlegend=j == 0, line=dict(color=color, shape="hv")), row=1, col=j + 1)
     if names:
         change_markers(fig, runs, xrefs=[f"x{j + 1}" if j else "x" for j in range(len(names))])
     fig.update_xaxes(title="step")

@@ -35,6 +35,7 @@ from .data import Dataset
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 EVAL_SIZE = 1024
+EVAL_EVERY = 10  # held-out metrics are measured at step 1 and every EVAL_EVERY steps; records carry the latest
 DEFAULT_CHUNK = 20
 MAX_SNAPSHOTS = 200
 
@@ -119,7 +120,7 @@ class Engine:
         terms, total = self.demo.terms(self.model, out, (inputs, targets), hp, self.extra, self.settings)
         return total, terms, out
 
-    def _step(self, inputs, targets, eval_inputs, eval_targets, hp, clipnorm, clipvalue):
+    def _step(self, inputs, targets, eval_inputs, eval_targets, hp, clipnorm, clipvalue, step, last_metrics):
         with tf.GradientTape() as tape:
             loss, terms, out = self.loss_and_terms(inputs, targets, hp)
         grads = tape.gradient(loss, self.variables)
@@ -145,19 +146,23 @@ class Engine:
                                                    tf.where(weight_place >= 0, 2 + n + weight_place, 0)))
         nonfinite = loss_bad + tf.reduce_sum(grad_bad) + tf.reduce_sum(weight_bad)
 
-        if self.demo.metrics_on_eval:
-            metric_out = self.model(eval_inputs, training=False)
-            metrics = self.demo.metrics(self.model, metric_out, (eval_inputs, eval_targets), hp, self.extra,
-                                        self.settings)
+        if self.demo.metrics_on_eval:  # on the held-out sample, at step 1 and every EVAL_EVERY steps
+            def measure():
+                metric_out = self.model(eval_inputs, training=False)
+                found = self.demo.metrics(self.model, metric_out, (eval_inputs, eval_targets), hp, self.extra,
+                                          self.settings)
+                return _vector([found[m] for m in self.layout.metrics])
+            metric_vector = tf.cond(tf.logical_or(tf.equal(step, 1), tf.equal(step % EVAL_EVERY, 0)), measure,
+                                    lambda: last_metrics)
         else:
-            metrics = self.demo.metrics(self.model, out, (inputs, targets), hp, self.extra, self.settings)
+            found = self.demo.metrics(self.model, out, (inputs, targets), hp, self.extra, self.settings)
+            metric_vector = _vector([found[m] for m in self.layout.metrics])
         values = [loss] + [terms[t] for t in self.layout.terms] + [global_norm] + layer_norms
         values.append(tf.cast(nonfinite, tf.float32))
         if self.layout.has_alpha:
             values.append(self.demo.alpha(hp, self.extra, self.settings))
-        values += [metrics[m] for m in self.layout.metrics]
-        vector = tf.stack([tf.reshape(tf.cast(v, tf.float32), ()) for v in values])
-        return vector, tf.cast(place, tf.int32)
+        vector = tf.concat([_vector(values), metric_vector], 0)
+        return vector, tf.cast(place, tf.int32), metric_vector
 
     def fused(self, dataset: Dataset, eval_set: Dataset, hp_keys):
         """The traced function running K steps on (K, B, ...) stacked batches; traced once per engine."""
@@ -174,31 +179,42 @@ class Engine:
         scalar = tf.TensorSpec((), tf.float32)
         signature = [spec(dataset.inputs), spec(dataset.targets), eval_spec(eval_set.inputs),
                      eval_spec(eval_set.targets), {k: scalar for k in hp_keys}, scalar, scalar,
-                     tf.TensorSpec((), tf.bool)]
+                     tf.TensorSpec((), tf.bool), tf.TensorSpec((), tf.int32),
+                     tf.TensorSpec((len(self.layout.metrics),), tf.float32)]
 
         @tf.function(input_signature=signature)
-        def run(inputs, targets, eval_inputs, eval_targets, hp, clipnorm, clipvalue, stop_on_nonfinite):
+        def run(inputs, targets, eval_inputs, eval_targets, hp, clipnorm, clipvalue, stop_on_nonfinite, first_step,
+                last_metrics):
             count = tf.shape(next(iter(inputs.values())))[0]
             width = len(self.layout.columns)
             vectors = tf.TensorArray(tf.float32, size=count, element_shape=(width,))
             places = tf.TensorArray(tf.int32, size=count, element_shape=())
 
-            def body(i, seen, vectors, places):
+            def body(i, seen, vectors, places, metrics):
                 batch_in = {k: v[i] for k, v in inputs.items()}
                 batch_tg = {k: v[i] for k, v in targets.items()}
-                vector, place = self._step(batch_in, batch_tg, eval_inputs, eval_targets, hp, clipnorm, clipvalue)
+                vector, place, metrics = self._step(batch_in, batch_tg, eval_inputs, eval_targets, hp, clipnorm,
+                                                    clipvalue, first_step + i, metrics)
                 seen = tf.logical_or(seen, vector[width_nonfinite] > 0)
-                return i + 1, seen, vectors.write(i, vector), places.write(i, place)
+                return i + 1, seen, vectors.write(i, vector), places.write(i, place), metrics
 
-            def cond(i, seen, vectors, places):
+            def cond(i, seen, vectors, places, metrics):
                 return tf.logical_and(i < count, tf.logical_not(tf.logical_and(stop_on_nonfinite, seen)))
 
-            done, _, vectors, places = tf.while_loop(  # steps in order: one update before the next forward
-                cond, body, (tf.constant(0), tf.constant(False), vectors, places), parallel_iterations=1)
+            done, _, vectors, places, _ = tf.while_loop(  # steps in order: one update before the next forward
+                cond, body, (tf.constant(0), tf.constant(False), vectors, places, last_metrics),
+                parallel_iterations=1)
             return vectors.stack()[:done], places.stack()[:done]
 
         self._fused = run
         return run
+
+
+def _vector(values):
+    """Scalars as one float32 vector (an empty list gives an empty vector)."""
+    if not values:
+        return tf.zeros((0,), tf.float32)
+    return tf.stack([tf.reshape(tf.cast(v, tf.float32), ()) for v in values])
 
 
 def _count_nonfinite(x):
@@ -379,7 +395,8 @@ class Trainer:
             batch = self.data.take(idx)
             vectors, places = fused(batch.inputs, batch.targets, self.eval_set.inputs, self.eval_set.targets,
                                     self.hp, np.float32(self.settings["clipnorm"]),
-                                    np.float32(self.settings["clipvalue"]), self.stop_on_nonfinite)
+                                    np.float32(self.settings["clipvalue"]), self.stop_on_nonfinite,
+                                    np.int32(self.step + 1), self._last_metrics())
             vectors, places = vectors.numpy(), places.numpy()
             knobs = [float(self.settings[key]) for key in self.knobs]
             yield from self.records.append(self.step + 1, vectors, places, knobs)
@@ -389,6 +406,14 @@ class Trainer:
                 self.stopped = True
             if left is not None:
                 left -= k
+
+    def _last_metrics(self) -> np.ndarray:
+        """The metrics of the last record (carried between held-out measurements), zeros before step 1."""
+        metrics = [f"metric:{m}" for m in self.layout.metrics]
+        if not len(self.records):
+            return np.zeros(len(metrics), np.float32)
+        last = self.records[-1]
+        return np.array([last[m] for m in metrics], np.float32)
 
     def _snapshot(self) -> None:
         """Keep the weights for the training trajectory; past MAX_SNAPSHOTS, thin out every other one."""
