@@ -273,3 +273,11 @@ def _csv(job: training.TrainingJob) -> str:
         text = records.to_csv(job.records)
         cache[id(job)] = (job.trainer.step, text)
     return text
+
+
+def prediction_views(jobs: dict[str, Any], title: str, figure: Callable[[Any, dict], Any]) -> None:
+    """One column per run: ``figure(trainer, outputs)`` of the model's outputs on the run's whole data."""
+    st.subheader(title)
+    for i, (column, (name, job)) in enumerate(zip(st.columns(len(jobs)), jobs.items())):
+        column.markdown(f"**{name}**")
+        column.plotly_chart(figure(job.trainer, job.trainer.predict()), key=f"prediction_view_{i}")
