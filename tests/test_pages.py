@@ -197,3 +197,15 @@ def test_two_sessions_training_at_once_keep_their_own_runs():
     assert job_1.trainer.settings["lr"] == 0.01 and job_2.trainer.settings["lr"] == 0.05
     alone = train("max-mse", {"lr": 0.05}, steps=40)
     assert [r["loss"] for r in job_2.records] == [r["loss"] for r in alone]  # undisturbed by the other run
+
+
+def test_run_table_spells_nan_and_shows_compact_numbers():
+    at = _app(PAGES["sparse-penalty"])
+    at.sidebar.selectbox(key="sparse-penalty:variant").set_value("naive").run()
+    _text_input(at, "lr").set_value("0.05").run()
+    _train(at, "sparse-penalty", 20)
+    table = at.dataframe[0].value
+    assert table["loss"].tolist()[2:5] == ["nan", "nan", "nan"]  # NaN is not shown as "None"
+    for value in table["grad_norm"].tolist()[:2] + table["metric:mean_pred"].tolist()[:2]:
+        mantissa = value.split("e")[0].replace("-", "").replace(".", "").lstrip("0")
+        assert 1 <= len(mantissa) <= 5, value  # at most 5 significant digits
