@@ -141,6 +141,9 @@ def section(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any], 
             extra_view(shown)
         landscape.section(demo, shown, _meta(demo))
         _tables(demo)
+        for job in current.values():  # the views are drawn: the models go back to the pool
+            if not job.running:
+                job.trainer.suspend()
 
 
 def _schedule_note(demo: str) -> None:
@@ -184,6 +187,9 @@ def _live(demo: str, running: bool) -> None:
 
 def _status(name: str, job: training.TrainingJob) -> None:
     step, status = job.trainer.step, job.status
+    ahead = job.queue_position
+    if ahead is not None:
+        status = f"queued, {ahead} ahead of you"
     words = f"{name}: {status}, step {step:,}"
     if job.records.thinned:
         words += f" (older steps thinned to keep memory bounded: {len(job.records):,} records kept)"

@@ -148,18 +148,27 @@ class RecordLog(Sequence):
     to every other one, always keeping the first record, the first non-finite one and every knob change.
     """
 
-    def __init__(self, columns: Sequence[str], knobs: Sequence[str], decode: Callable[[int], tuple[str, str]],
-                 int_knobs: Sequence[str] = (), max_rows: int = MAX_ROWS, recent: int = RECENT_ROWS):
-        self.columns, self.knobs, self.decode = list(columns), list(knobs), decode
-        self._int_knobs = set(int_knobs)
+    def __init__(self, columns: Sequence[str] | None, knobs: Sequence[str],
+                 decode: Callable[[int], tuple[str, str]] | None, int_knobs: Sequence[str] = (),
+                 max_rows: int = MAX_ROWS, recent: int = RECENT_ROWS):
+        self.knobs, self._int_knobs = list(knobs), set(int_knobs)
         self._max, self._recent = max_rows, recent
+        self.columns: list[str] | None = None
+        self.decode = decode
         self._steps = np.zeros(0, np.int64)
-        self._values = np.zeros((0, len(self.columns)), np.float32)
+        self._values = np.zeros((0, 0), np.float32)
         self._codes = np.zeros(0, np.int32)
         self._knobs = np.zeros((0, len(self.knobs)), np.float64)
         self._n = 0
         self.thinned = 0  # records dropped to keep within max_rows
+        if columns is not None:
+            self.configure(columns, decode)
 
+    def configure(self, columns: Sequence[str], decode: Callable[[int], tuple[str, str]]) -> None:
+        """Name the value columns (known once the run's model is built; a waiting run has none yet)."""
+        if self.columns is None:
+            self.columns, self.decode = list(columns), decode
+            self._values = np.zeros((0, len(self.columns)), np.float32)
     def __len__(self) -> int:
         return self._n
 
@@ -231,6 +240,8 @@ class RecordLog(Sequence):
     def frame(self, rows: Iterable[int]) -> pd.DataFrame:
         """The records of ``rows`` as a frame, built from the columns (no dict per record)."""
         rows = np.asarray(list(rows), dtype=np.int64)
+        if self.columns is None:
+            return pd.DataFrame()
         codes = self._codes[rows]
         table: dict[str, Any] = {"step": self._steps[rows]}
         for j, name in enumerate(self.columns):
@@ -250,9 +261,13 @@ class RecordLog(Sequence):
         """One value column (float64) or ``step``."""
         if name == "step":
             return self._steps[: self._n].copy()
+        if self.columns is None:
+            return np.zeros(0)
         return self._values[: self._n, self.columns.index(name)].astype(np.float64)
 
     def nonfinite_rows(self) -> np.ndarray:
+        if self.columns is None:
+            return np.zeros(0, np.int64)
         return np.flatnonzero(self._values[: self._n, self.columns.index("nonfinite")] > 0)
 
     def first_nonfinite(self) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import threading
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
@@ -31,6 +32,7 @@ import tensorflow as tf
 import keras
 
 from . import demos, models, records, settings as config, shutdown
+from .scheduler import SCHEDULER, Scheduler
 from .data import Dataset
 
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
@@ -107,6 +109,18 @@ class Engine:
 
     def weights(self) -> list[np.ndarray]:
         return [np.array(v.numpy()) for v in self.variables]
+
+    def _state_variables(self) -> list:
+        return list(self.model.weights) + list(self.extra.values()) + list(self.optimizer.variables)
+
+    def state(self) -> list[np.ndarray]:
+        """Everything the next step depends on: every model weight, the extra variables, the optimizer's
+        (iterations, learning rate, slots)."""
+        return [np.array(v.numpy()) for v in self._state_variables()]
+
+    def load_state(self, values: list[np.ndarray]) -> None:
+        for v, value in zip(self._state_variables(), values):
+            v.assign(value)
 
     def set_weights(self, values) -> None:
         for v, value in zip(self.variables, values):
@@ -238,7 +252,9 @@ def _clip(g, clipnorm, clipvalue):
 
 # ----------------------------------------------------------------------------- the engine pool
 
-_POOL: dict[tuple, list[Engine]] = {}
+POOL_PER_STRUCTURE = 2  # free engines kept per graph-shaping structure (as many as runs train at once, 2 cores)
+POOL_TOTAL = 8  # free engines kept in all; past either cap the least recently used one is dropped
+_POOL: "OrderedDict[tuple, list[Engine]]" = OrderedDict()
 _POOL_LOCK = threading.Lock()
 
 
@@ -246,15 +262,27 @@ def acquire(demo: demos.Demo, settings: Mapping[str, Any]) -> Engine:
     """A free engine for these graph-shaping settings, built if none is free (under a process lock)."""
     key = config.structure(demo.name, settings)
     with _POOL_LOCK:
-        free = _POOL.setdefault(key, [])
+        free = _POOL.get(key)
         if free:
-            return free.pop()
+            engine = free.pop()
+            if not free:
+                del _POOL[key]
+            return engine
         return Engine(demo, settings)
 
 
 def release(engine: Engine) -> None:
+    """Back to the pool, most recently used last; past the caps the least recently used engines are dropped."""
     with _POOL_LOCK:
-        _POOL.setdefault(engine.key, []).append(engine)
+        free = _POOL.pop(engine.key, [])
+        free.append(engine)
+        _POOL[engine.key] = free
+        del free[:-POOL_PER_STRUCTURE]
+        while sum(len(v) for v in _POOL.values()) > POOL_TOTAL:
+            oldest = next(iter(_POOL))
+            _POOL[oldest].pop(0)
+            if not _POOL[oldest]:
+                del _POOL[oldest]
 
 
 def pool_size() -> int:
@@ -283,15 +311,17 @@ class Trainer:
         self.eval_set = self.data.take(np.random.default_rng([self.seed, 2]).permutation(len(self.data))[:EVAL_SIZE])
         self._order = np.random.default_rng([self.seed, 1])
         self._queue = np.empty(0, dtype=np.int64)
-        self.engine = acquire(self.demo, self.settings)
-        self._finalizer = weakref.finalize(self, release, self.engine)
-        self.engine.reset(self.seed, config.effective_lr(self.demo.name, self.settings))
+        # the engine (model, optimizer, traced step) is taken from the pool on first use and can be given back
+        # between stretches of training (``suspend``), its state kept in numpy: a waiting run holds no model
+        self._engine: Engine | None = None
+        self._finalizer = None
+        self._state: list[np.ndarray] | None = None
+        self._initial_weights: list[np.ndarray] | None = None
         self.hp = self._hyperparameters()
-        self.initial_weights = self.engine.weights()
-        self.snapshots: list[tuple[int, list[np.ndarray]]] = [(0, self.initial_weights)]  # after each chunk
+        self.snapshots: list[tuple[int, list[np.ndarray]]] = []  # (step, weights) after each chunk, from step 0
         self.knobs = config.knob_keys(self.demo.name, self.settings)
-        self.records = records.RecordLog(self.layout.columns, self.knobs, self.layout.place,
-                                         int_knobs=[k for k in self.knobs if config.param(demo, k, self.settings).kind == "int"])
+        self.records = records.RecordLog(None, self.knobs, None, int_knobs=[
+            k for k in self.knobs if config.param(demo, k, self.settings).kind == "int"])
         self.stopped = False  # set once a non-finite step ends a stop-on-nonfinite run
         self._changes_lock = threading.Lock()
         self._pending: dict[str, Any] = {}  # from ``set``: applies before the next step computed
@@ -347,6 +377,37 @@ class Trainer:
         with self._changes_lock:
             later = [s for s in self._scheduled if s > self.step + 1]
         return min(later) if later else None
+
+    @property
+    def engine(self) -> Engine:
+        """The run's engine, with the run's state: new weights from the seed the first time, the saved state
+        after ``suspend``."""
+        if self._engine is None:
+            engine = acquire(self.demo, self.settings)
+            if self._initial_weights is None:
+                engine.reset(self.seed, config.effective_lr(self.demo.name, self.settings))
+                self._initial_weights = engine.weights()
+                self.snapshots = [(0, self._initial_weights)]
+            else:
+                engine.load_state(self._state)
+                self._state = None
+            self.records.configure(engine.layout.columns, engine.layout.place)
+            self._finalizer = weakref.finalize(self, release, engine)
+            self._engine = engine
+        return self._engine
+
+    def suspend(self) -> None:
+        """Give the engine back to the pool and keep the run's state in numpy (it goes on exactly where it was)."""
+        if self._engine is not None:
+            self._state = self._engine.state()
+            self._engine = None
+            self._finalizer()
+
+    @property
+    def initial_weights(self) -> list[np.ndarray]:
+        if self._initial_weights is None:
+            self.engine  # noqa: B018  (takes the engine: initial weights from the seed)
+        return self._initial_weights
 
     @property
     def model(self) -> keras.Model:
@@ -429,7 +490,8 @@ class Trainer:
 
     def close(self) -> None:
         """Return the engine to the pool (also done when the trainer is garbage-collected)."""
-        self._finalizer()
+        if self._finalizer is not None:
+            self._finalizer()
 
     def __enter__(self):
         return self
@@ -481,8 +543,10 @@ class TrainingJob:
     """
 
     def __init__(self, demo: str, settings: Mapping[str, Any] | None, steps: int | None, seed: int = 0,
-                 stop_on_nonfinite: bool = False, chunk: int = DEFAULT_CHUNK, start: bool = True):
+                 stop_on_nonfinite: bool = False, chunk: int = DEFAULT_CHUNK, start: bool = True,
+                 scheduler: Scheduler | None = None):
         self.trainer = Trainer(demo, settings, seed, stop_on_nonfinite)
+        self.scheduler = scheduler or SCHEDULER
         self.steps = None if steps is None else int(steps)
         self.chunk = chunk
         self.error: str | None = None
@@ -508,9 +572,25 @@ class TrainingJob:
         self._thread.start()
 
     def _work(self, left: int | None, pause_after: bool) -> None:
+        """Train in stretches: wait for a slot, train chunk after chunk, and give the slot (and the engine) back
+        between chunks when another run waits, or when done."""
         try:
-            for _ in self.trainer.run(left, self.chunk, should_stop=self._stop.is_set):
-                pass
+            while self.can_continue and not self._stop.is_set() and (left is None or left > 0):
+                if not self.scheduler.acquire(self, self._stop.is_set):
+                    break
+                try:
+                    while True:
+                        before = self.trainer.step
+                        for _ in self.trainer.run(self.chunk if left is None else min(self.chunk, left), self.chunk):
+                            pass
+                        if left is not None:
+                            left -= self.trainer.step - before
+                        if (self.trainer.step == before or self._stop.is_set() or not self.can_continue
+                                or (left is not None and left <= 0) or self.scheduler.waiting):
+                            break
+                finally:
+                    self.scheduler.release(self)
+                    self.trainer.suspend()
         except Exception as e:  # reported to the page, never raised into it
             self.error = f"{type(e).__name__}: {e}"
         if pause_after and not self._stop.is_set():
@@ -586,10 +666,15 @@ class TrainingJob:
         return not self.can_continue or (done and not self.paused)
 
     @property
+    def queue_position(self) -> int | None:
+        """How many runs are ahead of this one while it waits for a slot; None when it is not waiting."""
+        return self.scheduler.position(self)
+
+    @property
     def status(self) -> str:
-        """``running``, ``paused``, ``stopped`` (by ``stop()``) or ``finished``."""
+        """``queued``, ``running``, ``paused``, ``stopped`` (by ``stop()``) or ``finished``."""
         if self.running:
-            return "running"
+            return "queued" if self.queue_position is not None else "running"
         if self.paused and self.can_continue:
             return "paused"
         if self._stopped and not self.finished:

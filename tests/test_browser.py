@@ -81,6 +81,18 @@ def browser():
         b.close()
 
 
+def _wait_or_show(page, text: str, name: str, timeout: int = 120_000) -> None:
+    """Wait for ``text``; on a time-out, fail with a screenshot and what the page says (for a CI log)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_text(text).first.wait_for(timeout=timeout)
+    except PlaywrightTimeout:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-timeout.png"), full_page=True)
+        pytest.fail(f"{text!r} did not appear; the page says: " + page.inner_text("body")[-1500:])
+
+
 def _no_exception(page):
     assert page.locator('[data-testid="stException"]').count() == 0
 
@@ -115,7 +127,7 @@ def test_page_trains_and_draws(server, browser, name):
         page.get_by_text("train a second run B").click()
         page.wait_for_timeout(800)
     page.get_by_role("button", name="Train", exact=True).click()
-    page.get_by_text("Download A as CSV").wait_for(timeout=120_000)
+    _wait_or_show(page, "Download A as CSV", name)
     if name == "sparse_penalty":
         page.get_by_text("first NaN/inf at step 3, in the loss").wait_for(timeout=30_000)
         page.get_by_text("Download B as CSV").wait_for(timeout=30_000)
@@ -185,7 +197,7 @@ def test_your_loss_page_types_a_formula_and_trains(server, browser):
     steps.press("Enter")
     page.wait_for_timeout(800)
     page.get_by_role("button", name="Train", exact=True).click()
-    page.get_by_text("Download A as CSV").wait_for(timeout=120_000)
+    _wait_or_show(page, "Download A as CSV", name)
     page.get_by_text("In the formula:").first.wait_for(timeout=60_000)
     assert page.get_by_text("log(p) = -inf").count() >= 1
     _no_exception(page)

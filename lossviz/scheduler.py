@@ -1,0 +1,60 @@
+"""Run scheduling for one process serving many people: at most ``slots`` runs train at once (default: the
+number of cores), the others wait in a FIFO queue and can see how many runs are ahead of them.
+
+A training job holds a slot for a stretch of chunks and gives it back between chunks whenever someone is
+waiting, so one endless Play cannot starve the room; a waiting job that is stopped leaves the queue.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable, Hashable
+
+
+class Scheduler:
+    def __init__(self, slots: int | None = None):
+        self.slots = max(1, slots or os.cpu_count() or 1)
+        self._cv = threading.Condition()
+        self._queue: list[Hashable] = []
+        self._active: set[Hashable] = set()
+        self.most_active = 0  # the most runs that ever held a slot at once (for tests and benchmarks)
+
+    def acquire(self, owner: Hashable, cancelled: Callable[[], bool] = lambda: False) -> bool:
+        """Wait in line for a slot; False (and out of the line) once ``cancelled()`` turns true."""
+        with self._cv:
+            self._queue.append(owner)
+            try:
+                while self._queue[0] is not owner or len(self._active) >= self.slots:
+                    if cancelled():
+                        return False
+                    self._cv.wait(0.05)
+                self._active.add(owner)
+                self.most_active = max(self.most_active, len(self._active))
+                return True
+            finally:
+                self._queue.remove(owner)
+                self._cv.notify_all()
+
+    def release(self, owner: Hashable) -> None:
+        with self._cv:
+            self._active.discard(owner)
+            self._cv.notify_all()
+
+    def position(self, owner: Hashable) -> int | None:
+        """How many runs are ahead of ``owner`` in the line, or None when it is not waiting."""
+        with self._cv:
+            return self._queue.index(owner) if owner in self._queue else None
+
+    @property
+    def waiting(self) -> int:
+        with self._cv:
+            return len(self._queue)
+
+    @property
+    def active(self) -> int:
+        with self._cv:
+            return len(self._active)
+
+
+SCHEDULER = Scheduler()  # the process's: every TrainingJob goes through it unless given another

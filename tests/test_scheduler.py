@@ -1,0 +1,127 @@
+"""The run scheduler: at most K runs train at once, FIFO, queue positions, Stop on a queued run, a bounded engine
+pool, and records equal to unscheduled runs."""
+
+import threading
+import time
+
+import pytest
+
+from lossviz import training
+from lossviz.scheduler import Scheduler
+from lossviz.training import TrainingJob, train
+from test_live import _same
+
+
+def test_k_slots_fifo_positions_and_cancel():
+    scheduler = Scheduler(slots=2)
+    order, holding = [], []
+    blockers = [object(), object()]
+    for b in blockers:
+        assert scheduler.acquire(b)
+    waiters = [object() for _ in range(4)]
+    cancel = threading.Event()
+    threads = []
+    for i, w in enumerate(waiters):
+        def wait(w=w, i=i):
+            if scheduler.acquire(w, cancel.is_set if i == 2 else (lambda: False)):
+                order.append(i)
+                holding.append(w)
+        threads.append(threading.Thread(target=wait))
+        threads[-1].start()
+        while scheduler.position(w) is None:
+            time.sleep(0.005)
+    assert [scheduler.position(w) for w in waiters] == [0, 1, 2, 3]
+    cancel.set()  # the third waiter gives up: it leaves the line
+    deadline = time.time() + 5
+    while scheduler.position(waiters[2]) is not None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    assert [scheduler.position(w) for w in (waiters[0], waiters[1], waiters[3])] == [0, 1, 2]
+    for b in blockers:
+        scheduler.release(b)
+    time.sleep(0.2)
+    assert order == [0, 1] and scheduler.active == 2  # first come, first served; never more than 2
+    for w in list(holding):
+        scheduler.release(w)
+    for t in threads:
+        t.join(5)
+    assert order == [0, 1, 3] and scheduler.most_active == 2
+
+
+def test_jobs_share_k_slots_and_give_the_same_records():
+    scheduler = Scheduler(slots=2)
+    demos = ["max-mse", "sparse-penalty", "max-mse", "two-branch", "max-mse"]  # K + 3 runs at once
+    jobs = [TrainingJob(d, {}, 60, seed=i, scheduler=scheduler) for i, d in enumerate(demos)]
+    for job in jobs:
+        job.wait(120)
+    assert scheduler.most_active == 2 and scheduler.active == 0 and scheduler.waiting == 0
+    for i, (d, job) in enumerate(zip(demos, jobs)):
+        assert job.status == "finished" and job.trainer.step == 60
+        assert _same(list(job.records), train(d, {}, steps=60, seed=i))  # yielding between chunks changes nothing
+
+
+def test_stop_removes_a_queued_run_and_it_never_trains():
+    scheduler = Scheduler(slots=1)
+    blocker = object()
+    assert scheduler.acquire(blocker)
+    job = TrainingJob("max-mse", {}, None, scheduler=scheduler)
+    deadline = time.time() + 10
+    while job.queue_position is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    assert job.status == "queued" and job.queue_position == 0
+    job.stop()
+    job.wait(5)
+    assert not job.running and job.queue_position is None and len(job.records) == 0
+    assert job.trainer._engine is None  # a waiting run never took a model
+    scheduler.release(blocker)
+
+
+def test_the_engine_pool_stays_within_its_caps():
+    for seed in range(6):
+        for demo in ("max-mse", "max-mse", "two-branch"):
+            with training.Trainer(demo, {"optimizer": ["adam", "sgd", "rmsprop"][seed % 3]}, seed=seed) as t:
+                list(t.run(2))
+    with training._POOL_LOCK:
+        sizes = {key: len(free) for key, free in training._POOL.items()}
+    assert all(n <= training.POOL_PER_STRUCTURE for n in sizes.values())
+    assert sum(sizes.values()) <= training.POOL_TOTAL
+
+
+def test_a_suspended_run_goes_on_exactly():
+    with training.Trainer("policy-value", {}, seed=4) as t:
+        a = list(t.run(13, chunk=5))
+        t.suspend()
+        assert t._engine is None
+        a += list(t.run(17, chunk=5))
+    assert _same(a, train("policy-value", {}, steps=30, seed=4))
+
+
+def test_two_sessions_one_queued_see_their_positions():
+    from lossviz.scheduler import SCHEDULER
+    from test_pages import PAGES, _app, _button, _finish
+
+    blockers = [object() for _ in range(SCHEDULER.slots)]  # the room is busy: every slot taken
+    for b in blockers:
+        assert SCHEDULER.acquire(b)
+    try:
+        first, second = _app(PAGES["max-mse"]), _app(PAGES["max-mse"])
+        for at in (first, second):
+            at.sidebar.number_input(key="max-mse:steps").set_value(40)
+            _button(at, "Train").click()
+            at.run()
+            job = at.session_state["jobs"]["max-mse"]["A"]
+            deadline = time.time() + 10
+            while job.queue_position is None:
+                assert time.time() < deadline
+                time.sleep(0.01)
+        first.run()
+        second.run()
+        assert any("queued, 0 ahead of you" in p.proto.text for p in first.get("progress"))
+        assert any("queued, 1 ahead of you" in p.proto.text for p in second.get("progress"))
+    finally:
+        for b in blockers:
+            SCHEDULER.release(b)
+    _finish(first, "max-mse")
+    _finish(second, "max-mse")
+    assert all(len(at.session_state["jobs"]["max-mse"]["A"].records) == 40 for at in (first, second))
