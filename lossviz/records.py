@@ -95,6 +95,8 @@ def knob_changes(records) -> list[tuple[int, str, Any, Any]]:
     records, a :class:`RecordLog` or a frame of records."""
     if isinstance(records, RecordLog):
         records = records.take(records.change_rows())
+    if len(records) < 2:  # (also a run that has not started: no columns yet)
+        return []
     if isinstance(records, pd.DataFrame):
         names = [c for c in records.columns if c.startswith(KNOB_PREFIX)]
         raw = {name: records[name].to_numpy().tolist() for name in names}  # numpy scalars -> int / float

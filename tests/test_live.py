@@ -216,3 +216,17 @@ def test_a_bad_query_is_refused_in_one_line(query, words):
     with pytest.raises(config.SettingError) as info:
         links.from_query("sparse-penalty", query)
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_charts_of_a_run_that_has_not_started():
+    """A waiting run has no records and no columns yet: the live charts draw empty, they do not raise."""
+    from lossviz import charts
+
+    with Trainer("sparse-penalty") as t:
+        empty = rec.window(t.records)
+        assert t.records.columns is None and len(empty) == 0
+        runs = {"A: defaults": empty}
+        for figure in (charts.loss_chart(runs), charts.grad_norm_chart(runs), charts.metrics_chart(runs),
+                       charts.layer_heatmap(empty)):
+            assert figure.to_json()
+        assert rec.describe_first_nonfinite(t.records) is None and rec.knob_changes(t.records) == []
