@@ -197,7 +197,7 @@ def test_your_loss_page_types_a_formula_and_trains(server, browser):
     steps.press("Enter")
     page.wait_for_timeout(800)
     page.get_by_role("button", name="Train", exact=True).click()
-    _wait_or_show(page, "Download A as CSV", name)
+    _wait_or_show(page, "Download A as CSV", "your_loss")
     page.get_by_text("In the formula:").first.wait_for(timeout=60_000)
     assert page.get_by_text("log(p) = -inf").count() >= 1
     _no_exception(page)
