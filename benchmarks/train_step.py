@@ -2,7 +2,9 @@
 
     python benchmarks/train_step.py [--steps 2000] [--batch-size 32]
 
-Prints one line per demo and the ratio trainer / fit from this one run (aim: >= 0.8x, CPU only).
+Prints, per demo, ``model.fit`` and the trainer with the per-term gradient probe (``term_grads``) off, at its
+default (every 10th step) and at every step, with each ratio to ``model.fit`` from this one run (aims: the
+default >= 1.5x, every setting >= 1x, CPU only); then the two-branch weighting modes, trainer only.
 """
 
 from __future__ import annotations
@@ -39,8 +41,12 @@ def trainer_rate(demo: str, settings: dict, steps: int) -> float:
         return steps / (time.perf_counter() - start)
 
 
-def sparse_penalty(steps: int, batch: int) -> tuple[float, float]:
-    trainer = trainer_rate("sparse-penalty", {"variant": "clipped", "batch_size": batch}, steps)
+PROBES = ("off", "every-10", "every")
+
+
+def sparse_penalty(steps: int, batch: int) -> tuple[dict[str, float], float]:
+    trainer = {p: trainer_rate("sparse-penalty", {"variant": "clipped", "batch_size": batch, "term_grads": p}, steps)
+               for p in PROBES}
     with Trainer("sparse-penalty", {"variant": "clipped"}, seed=0) as t:
         x, y = t.data.inputs, t.data.targets["y"]
     net = models.sparse_penalty()
@@ -50,8 +56,8 @@ def sparse_penalty(steps: int, batch: int) -> tuple[float, float]:
     return trainer, fit
 
 
-def policy_value(steps: int, batch: int) -> tuple[float, float]:
-    trainer = trainer_rate("policy-value", {"batch_size": batch}, steps)
+def policy_value(steps: int, batch: int) -> tuple[dict[str, float], float]:
+    trainer = {p: trainer_rate("policy-value", {"batch_size": batch, "term_grads": p}, steps) for p in PROBES}
     with Trainer("policy-value", {}, seed=0) as t:
         data = t.data
     net = models.policy_value(masked=True)
@@ -69,7 +75,13 @@ def main() -> None:
     print(f"CPU cores: {os.cpu_count()}, batch {args.batch_size}, {args.steps} timed steps each")
     for name, bench in (("sparse-penalty (3x100 dense)", sparse_penalty), ("policy-value (conv, two heads)", policy_value)):
         trainer, fit = bench(args.steps, args.batch_size)
-        print(f"{name:32s} trainer {trainer:7.0f} steps/s   model.fit {fit:7.0f} steps/s   ratio {trainer / fit:.2f}x")
+        print(f"{name:32s} model.fit {fit:7.0f} steps/s")
+        for probe, rate in trainer.items():
+            print(f"{'':32s} trainer, term_grads={probe:8s} {rate:7.0f} steps/s   ratio {rate / fit:.2f}x")
+    print("two-branch, trainer only (term_grads=every-10):")
+    for alpha in (0.5, "trainable", "uncertainty", "gradnorm", "pcgrad"):
+        rate = trainer_rate("two-branch", {"alpha": alpha, "batch_size": args.batch_size}, args.steps)
+        print(f"{'':32s} alpha={alpha!s:12s} {rate:7.0f} steps/s")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,28 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import keras
 import streamlit as st
 
 from lossviz import charts, surfaces
+
+
+def _no_clear_session(*args, **kwargs) -> None:
+    """Keras' ``clear_session``, turned off in the dashboard's process (see ``keep_training_smooth``)."""
+
+
+def keep_training_smooth() -> None:
+    """Streamlit (1.67) ends every script run, fragment reruns included, with ``keras.backend.clear_session()``
+    (its ``_clean_problem_modules``) and ``gc.collect(2)``. In a server where other sessions train, that resets
+    Keras' global state for every thread, clears TensorFlow's kernel cache and walks every object twice, under
+    the GIL: with a live page redrawing twice a second, a run tracing its step was measured stuck at step 0 for
+    40 s. lossviz never needs ``clear_session`` (engines are pooled and reset per run), so the dashboard's
+    process turns it off; the collection is turned off in ``.streamlit/config.toml`` (``runner.postScriptGC``:
+    setting it from a script resets Streamlit's page navigation)."""
+    keras.backend.clear_session = _no_clear_session
+
+
+keep_training_smooth()
 
 # the dashboard's pages: (file, title in the navigation, icon, address); the first is the home page
 NAVIGATION = (

@@ -144,7 +144,8 @@ def knob(demo: str, p: config.Param, prefix: str = "", default: Any = None) -> A
     default = p.default if default is None else default
     if p.kind == "choice":
         st.session_state.setdefault(where, default)
-        return st.selectbox(p.key, p.choices, key=where, help=p.help or p.allowed)
+        options = p.choices if st.session_state[where] in p.choices else (*p.choices, st.session_state[where])
+        return st.selectbox(p.key, options, key=where, help=p.help or p.allowed)
     if p.kind == "formula":
         st.session_state.setdefault(where, default)
         return st.text_area("loss formula", key=where, height=110, help=p.help + ". " + FORMULA_HELP)
@@ -184,7 +185,10 @@ def sidebar(demo: str) -> dict[str, Any]:
         st.header("Loss")
         if demo == "custom":
             _presets(demo)
-        raw = {p.key: knob(demo, p) for p in params if p.key not in config.TRAINING_KEYS}
+        raw = {}
+        for p in params:
+            if p.key not in config.TRAINING_KEYS and p.when(raw):  # e.g. gradnorm_alpha only with alpha=gradnorm
+                raw[p.key] = knob(demo, p)
         for p in _formula_params(demo, raw):
             raw[p.key] = knob(demo, p)
         st.header("Training")

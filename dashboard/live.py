@@ -11,7 +11,7 @@ import streamlit as st
 from lossviz import charts, links, records, training
 from lossviz import settings as config
 
-from . import controls, landscape
+from . import anatomy, controls, landscape
 from .common import REDRAW_SECONDS, fmt, jobs
 
 TABLE_ROWS = 200
@@ -139,6 +139,7 @@ def section(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any], 
         shown = {labels(demo).get(name, name): job for name, job in current.items()}
         if extra_view is not None and any(len(job.records) for job in current.values()):
             extra_view(shown)
+        anatomy.section(demo, shown)
         landscape.section(demo, shown, _meta(demo))
         _tables(demo)
         for job in current.values():  # the views are drawn: the models go back to the pool
@@ -178,6 +179,7 @@ def _live(demo: str, running: bool) -> None:
         c2.plotly_chart(charts.metrics_chart(data), key="metrics_chart")
         for i, (name, recs) in enumerate(data.items()):
             st.plotly_chart(charts.layer_heatmap(recs, f"({name})"), key=f"heatmap_{i}")
+        anatomy.live({names.get(name, name): job for name, job in current.items()}, data)
         if running and not any(job.running for job in current.values()):
             st.rerun()  # the runs paused or ended: redraw the whole page once, with the final views
 

@@ -22,7 +22,7 @@ def _axis_values(demo: str, key: str, slot: str, base: dict[str, Any]) -> list[A
     if p.kind == "choice":
         return st.multiselect(f"{key} values", p.choices, default=list(p.choices), key=f"{demo}:sweep:{slot}:values")
     if p.kind == "alpha":
-        text = st.text_input(f"{key} values (comma separated)", "0.1,0.5,0.9,trainable,uncertainty",
+        text = st.text_input(f"{key} values (comma separated)", "0.1,0.5,0.9,trainable,uncertainty,gradnorm,pcgrad",
                              key=f"{demo}:sweep:{slot}:text")
         return [v.strip() for v in text.split(",") if v.strip()]
     low_default = p.default / 100 if p.log_scale and p.default > 0 else (p.default if p.default else 0.0)
@@ -81,7 +81,8 @@ def section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
         job.stop()
     if job is None:
         return
-    color_options = ["final_loss", "best_loss", f"metric:{config.main_metric(demo, base)}", "max_grad_norm"]
+    color_options = (["final_loss", "best_loss", f"metric:{config.main_metric(demo, base)}", "max_grad_norm"]
+                     + sweeps.anatomy_columns(demo))  # mean cosine between terms, each term's gradient share
     color = st.selectbox("colour by", color_options, key=f"{demo}:sweep:color")
 
     @st.fragment(run_every=REDRAW_SECONDS if running else None)

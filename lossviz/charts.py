@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from . import gradients
 from .records import MARKED_CHANGES, frame, knob_changes
 from .surfaces import Curve, Surface
 
@@ -131,6 +132,76 @@ def layer_heatmap(records: Records, label: str = "") -> go.Figure:
     change_markers(fig, {label: records})
     fig.update_xaxes(title="step")
     return _layout(fig, f"Gradient norm per layer {label}".strip(), height=120 + 28 * max(len(names), 3))
+
+
+def _probed(runs: Runs, every: int):
+    """(label, measured rows, dash) of every run with the per-term gradient probe."""
+    for i, (label, records) in enumerate(runs.items()):
+        df = frame(records)
+        if df.empty or not gradients.probe_terms(df.columns):
+            continue
+        yield label, df[gradients.measured_steps(df["step"], every)], RUN_DASHES[i % len(RUN_DASHES)]
+
+
+RUN_DASHES = ("solid", "dot", "dash", "dashdot")
+
+
+def term_grad_chart(runs: Runs, every: int = 1) -> go.Figure:
+    """Each term's own gradient norm over the measured steps, log scale: one colour per term, one dash per run."""
+    fig = go.Figure()
+    for label, df, dash in _probed(runs, every):
+        for j, term in enumerate(gradients.probe_terms(df.columns)):
+            values = np.asarray(df[f"grad_norm@{term}"], dtype=float)
+            fig.add_trace(go.Scatter(x=df["step"], y=np.where(np.isfinite(values) & (values > 0), values, np.nan),
+                                     name=f"{label} {term}", line=dict(color=COLORS[j % len(COLORS)], dash=dash)))
+            bad = ~np.isfinite(values)
+            if bad.any():
+                fig.add_trace(go.Scatter(x=df["step"][bad], y=np.ones(int(bad.sum())), mode="markers",
+                                         name=f"{label} {term} non-finite", text=[_word(v) for v in values[bad]],
+                                         marker=dict(symbol="x", color="red", size=9), hoverinfo="text+x"))
+    change_markers(fig, runs)
+    fig.update_yaxes(type="log", title="gradient norm of the term")
+    fig.update_xaxes(title="step")
+    return _layout(fig, "Gradient norm per term")
+
+
+def term_cosine_chart(runs: Runs, every: int = 1) -> go.Figure:
+    """The cosine between each pair of terms' gradients over the measured steps, the zero line, and the
+    stretches where they conflict (cosine < 0) shaded in the pair's colour."""
+    fig = go.Figure()
+    shapes = []
+    for label, df, dash in _probed(runs, every):
+        for j, (a, b) in enumerate(gradients.pairs(gradients.probe_terms(df.columns))):
+            color = COLORS[(j + 3) % len(COLORS)]
+            cos = gradients.pair_cosine(df, a, b)  # gaps where a term has no gradient
+            fig.add_trace(go.Scatter(x=df["step"], y=cos, name=f"{label} {a} vs {b}", connectgaps=False,
+                                     line=dict(color=color, dash=dash)))
+            for first, last in gradients.conflicts(df["step"], cos):
+                shapes.append(dict(type="rect", xref="x", yref="y", x0=first - 0.5, x1=last + 0.5, y0=-1, y1=0,
+                                   fillcolor=color, opacity=0.12, line=dict(width=0), layer="below"))
+    shapes.append(dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=0, y1=0, line=dict(color="black", width=1)))
+    fig.update_layout(shapes=shapes)
+    change_markers(fig, runs)
+    fig.update_yaxes(range=[-1.05, 1.05], title="cosine")
+    fig.update_xaxes(title="step")
+    return _layout(fig, "Cosine between terms",
+                   subtitle="shaded: the terms conflict (cosine < 0); gaps: a term has no gradient")
+
+
+def term_share_heatmap(record: Mapping[str, Any], label: str = "") -> go.Figure:
+    """Layers x terms at one step: each term's share of the layer's gradient (per-term norms), in percent."""
+    terms = gradients.probe_terms(list(record))
+    layers = gradients.probe_layers(list(record), terms[0]) if terms else []
+    share = gradients.shares(record, terms, layers) if terms else np.zeros((0, 0))
+    text = [[("n/a" if not np.isfinite(v) else f"{v:.0%}") for v in row] for row in share]
+    fig = go.Figure(go.Heatmap(z=share, x=terms, y=layers, zmin=0, zmax=1, colorscale="Blues", text=text,
+                               texttemplate="%{text}", colorbar=dict(title="share"), hoverongaps=False,
+                               hovertemplate="%{y}<br>%{x}: %{text}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(hovermode="closest")
+    step = record.get("step", "")
+    return _layout(fig, f"Share of each layer's gradient {label}".strip(), subtitle=f"step {step}",
+                   height=150 + 26 * max(len(layers), 3))
 
 
 def metrics_chart(runs: Runs) -> go.Figure:
@@ -349,8 +420,10 @@ def stability_map(rows: Sequence[dict[str, Any]], keys: Sequence[str], x_values:
         text[j, i] = {"diverged": f"NaN@{row['first_nonfinite_step']}", "stalled": "stalled",
                       "error": "error"}.get(row["status"], "")
         hover[j, i] = "<br>".join(f"{k}: {_cell_text(v)}" for k, v in row.items() if v != "")
+    scale = dict(colorscale="RdBu", zmin=-1, zmax=1) if color == "mean_cos" else (
+        dict(colorscale="Viridis", zmin=0, zmax=1) if color.startswith("share:") else dict(colorscale="Viridis"))
     fig = go.Figure(go.Heatmap(z=z, x=[str(v) for v in x_values], y=[str(v) for v in y_values], text=text,
-                               texttemplate="%{text}", customdata=hover, colorscale="Viridis",
+                               texttemplate="%{text}", customdata=hover, **scale,
                                colorbar=dict(title=color.replace("metric:", "")), hoverongaps=True,
                                hovertemplate="%{customdata}<extra></extra>", xgap=2, ygap=2))
     for (j, i), row in cells.items():

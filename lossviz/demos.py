@@ -55,16 +55,31 @@ def _two_branch_terms(model, out, batch, hp, extra, settings):
     l1 = losses.mse(y["regression"], out["regression"])
     l2 = keras.losses.categorical_crossentropy(y["classification"], out["classification"])
     terms = {"branch_1": _mean(l1), "branch_2": _mean(l2)}
-    if settings["alpha"] == "uncertainty":
-        s1, s2 = extra["log_var_1"], extra["log_var_2"]
-        total = 0.5 * ops.exp(-s1) * terms["branch_1"] + ops.exp(-s2) * terms["branch_2"] + 0.5 * (s1 + s2)
-    else:
+    if not isinstance(settings["alpha"], str) or settings["alpha"] == "trainable":
         total = _mean(losses.weighted_two_branch(l1, l2, _alpha(hp, extra, settings)))
+    else:
+        parts = _two_branch_parts(terms, hp, extra, settings)
+        total = parts["branch_1"] + parts["branch_2"]
     return terms, ops.reshape(total, ())
 
 
+def _two_branch_parts(terms, hp, extra, settings):
+    """The two addends of the total loss, each with its weight (their gradients are the branches' pulls)."""
+    t1, t2 = terms["branch_1"], terms["branch_2"]
+    mode = settings["alpha"]
+    if mode == "uncertainty":
+        s1, s2 = ops.reshape(extra["log_var_1"], ()), ops.reshape(extra["log_var_2"], ())
+        return {"branch_1": 0.5 * ops.exp(-s1) * t1 + 0.5 * s1, "branch_2": ops.exp(-s2) * t2 + 0.5 * s2}
+    if mode == "gradnorm":  # (w1 L1 + w2 L2) / 2 with w1 + w2 = 2: on the scale of alpha L1 + (1 - alpha) L2
+        return {"branch_1": 0.5 * ops.reshape(extra["gradnorm_w1"], ()) * t1,
+                "branch_2": 0.5 * ops.reshape(extra["gradnorm_w2"], ()) * t2}
+    alpha = _alpha(hp, extra, settings)
+    return {"branch_1": alpha * t1, "branch_2": (1.0 - alpha) * t2}
+
+
 def _alpha(hp, extra, settings):
-    """The weight of branch 1: the setting, the clipped variable, or w1 / (w1 + w2) for uncertainty weighting."""
+    """The weight of branch 1: the setting, the clipped variable, w1 / (w1 + w2) for uncertainty weighting and
+    GradNorm, 0.5 for PCGrad (equal weights; the conflicts are projected away instead)."""
     mode = settings["alpha"]
     if mode == "trainable":
         return ops.reshape(extra["alpha"], ())
@@ -72,6 +87,11 @@ def _alpha(hp, extra, settings):
         w1 = 0.5 * ops.exp(-extra["log_var_1"])
         w2 = ops.exp(-extra["log_var_2"])
         return ops.reshape(w1 / (w1 + w2), ())
+    if mode == "gradnorm":
+        w1, w2 = extra["gradnorm_w1"], extra["gradnorm_w2"]
+        return ops.reshape(w1 / (w1 + w2), ())
+    if mode == "pcgrad":
+        return ops.convert_to_tensor(0.5, "float32")
     return hp["alpha"]
 
 
@@ -168,8 +188,20 @@ class Demo:
     metric_names: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]]
     numeric_keys: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]]  # fed to the step as tensors
     metrics_on_eval: bool = False  # metrics on a fixed evaluation sample instead of the batch
-    extra_variables: Callable[[Mapping[str, Any]], dict[str, float]] = lambda s: {}
+    extra_variables: Callable[[Mapping[str, Any]], dict[str, float]] = lambda s: {}  # trained with the model
+    extra_state: Callable[[Mapping[str, Any]], dict[str, float]] = lambda s: {}  # kept by the step, not trained
     alpha: Callable | None = None
+    # the addends of the total loss, named as the terms (default: the terms themselves); their gradients are
+    # what the per-term gradient probe measures, and they sum to the total loss
+    parts: Callable | None = None
+    shared_layer: str | None = None  # the last layer all terms pass through (GradNorm's W)
+
+    def parts_of(self, terms, hp, extra, settings):
+        return self.parts(terms, hp, extra, settings) if self.parts is not None else dict(terms)
+
+    def has_term_grads(self, settings: Mapping[str, Any]) -> bool:
+        """Whether the per-term gradient probe is on for these settings (a demo with two terms or more)."""
+        return len(self.term_names) > 1 and config.term_period(settings.get("term_grads", "off")) > 0
 
     def metrics_of(self, settings: Mapping[str, Any]) -> tuple[str, ...]:
         return self.metric_names(settings) if callable(self.metric_names) else self.metric_names
@@ -187,7 +219,7 @@ DEMOS: dict[str, Demo] = {
         make_data=lambda s, seed: data.policy_value(seed),
         terms=_policy_value_terms,
         metrics=_policy_value_metrics,
-        term_names=("value", "policy", "l2"),
+        term_names=config.TERMS["policy-value"],
         metric_names=("illegal_mass",),
         numeric_keys=("c",),
     ),
@@ -197,12 +229,17 @@ DEMOS: dict[str, Demo] = {
         make_data=lambda s, seed: data.two_branch(seed),
         terms=_two_branch_terms,
         metrics=_two_branch_metrics,
-        term_names=("branch_1", "branch_2"),
+        term_names=config.TERMS["two-branch"],
         metric_names=("accuracy",),
-        numeric_keys=("alpha",),
+        numeric_keys=("alpha", "gradnorm_alpha"),
         extra_variables=lambda s: {"trainable": {"alpha": 0.5},
                                    "uncertainty": {"log_var_1": 0.0, "log_var_2": 0.0}}.get(s["alpha"], {}),
+        # GradNorm's weights, and each branch's loss at step 1 (0: not measured yet)
+        extra_state=lambda s: ({"gradnorm_w1": 1.0, "gradnorm_w2": 1.0, "gradnorm_l0_1": 0.0, "gradnorm_l0_2": 0.0}
+                               if s["alpha"] == "gradnorm" else {}),
         alpha=_alpha,
+        parts=_two_branch_parts,
+        shared_layer="trunk",
     ),
     "sparse-penalty": Demo(
         name="sparse-penalty",
@@ -210,7 +247,7 @@ DEMOS: dict[str, Demo] = {
         make_data=lambda s, seed: data.sparse_events(seed, positive_rate=s["positive_rate"]),
         terms=_sparse_terms,
         metrics=_sparse_metrics,
-        term_names=("positives", "negatives"),
+        term_names=config.TERMS["sparse-penalty"],
         metric_names=("recall", "precision", "mean_pred"),
         numeric_keys=("penalty", "epsilon"),
         metrics_on_eval=True,

@@ -33,6 +33,8 @@ class Param:
     log_scale: bool = False
     help: str = ""
     shapes_data: bool = False  # the run's data are drawn with it (positive_rate): fixed for a run
+    accepts: Callable[[str], bool] | None = None  # a choice that also takes values outside ``choices``
+    when: Callable[[Mapping[str, Any]], bool] = lambda settings: True  # a knob of the run only when this holds
 
     @property
     def numeric(self) -> bool:
@@ -45,8 +47,8 @@ class Param:
             if self.kind == "formula":  # checked against its task by ``resolve``
                 return str(raw).strip()
             if self.kind == "choice":
-                value = str(raw)
-                ok = value in self.choices
+                value = str(raw).strip()
+                ok = value in self.choices or (self.accepts is not None and self.accepts(value))
             elif self.kind == "alpha":
                 if isinstance(raw, str) and raw in self.choices:
                     return raw
@@ -81,6 +83,32 @@ def _common(lr: float, batch_size: int = 32) -> list[Param]:
     ]
 
 
+def term_period(value: str) -> int:
+    """Steps between two measurements of the per-term gradient probe: ``off`` 0, ``every`` 1, ``every-k`` k."""
+    if value == "off":
+        return 0
+    if value == "every":
+        return 1
+    head, _, k = value.partition("-")
+    if head != "every" or not k.isdigit() or not 2 <= int(k) <= 100_000:
+        raise ValueError(value)
+    return int(k)
+
+
+def _is_period(value: str) -> bool:
+    try:
+        return term_period(value) > 0
+    except ValueError:
+        return False
+
+
+TERM_GRADS_DEFAULT = "every-10"
+# one backward pass per loss term: measured on the steps it names (see benchmarks/train_step.py)
+TERM_GRADS = Param("term_grads", TERM_GRADS_DEFAULT, "choice", "off, every or every-k with k an integer >= 2",
+                   choices=("every-10", "every", "every-50", "off"), accepts=_is_period, structural=True,
+                   help="each loss term's gradient (norm per layer, cosine between terms): at every step, "
+                        "every k-th step (and step 1), or off")
+
 _EPSILON_BCE = Param("epsilon", 1e-7, "float", "a number in (0, 0.5)", lambda v: 0 < v < 0.5, log_scale=True,
                      help="clip p to [epsilon, 1 - epsilon]")
 _EPSILON_INV = Param("epsilon", 0.0, "float", "a number >= 0", lambda v: v >= 0,
@@ -91,15 +119,22 @@ PARAMS: dict[str, tuple[Param, ...]] = {
         *_common(lr=1e-3),
         Param("c", 1e-4, "float", "a number >= 0", lambda v: v >= 0, log_scale=True,
               help="L2 regularisation c in c||theta||^2 (kernels)"),
+        TERM_GRADS,
         Param("mask", "logits", "choice", "one of logits, none, seed-answer",
               choices=("logits", "none", "seed-answer"), structural=True,
               help="logits: masked softmax; none: plain softmax; seed-answer: mask from pi == 1"),
     ),
     "two-branch": (
         *_common(lr=1e-2),
-        Param("alpha", 0.5, "alpha", "a number in [0, 1], trainable or uncertainty",
-              choices=("trainable", "uncertainty"),
-              help="weight of branch 1; trainable: a variable clipped to [0, 1]; uncertainty: Kendall et al. 2018"),
+        Param("alpha", 0.5, "alpha", "a number in [0, 1], trainable, uncertainty, gradnorm or pcgrad",
+              choices=("trainable", "uncertainty", "gradnorm", "pcgrad"),
+              help="weight of branch 1; trainable: a variable clipped to [0, 1]; uncertainty: Kendall et al. 2018; "
+                   "gradnorm: Chen et al. 2018; pcgrad: Yu et al. 2020 (equal weights, conflicts projected away)"),
+        Param("gradnorm_alpha", 1.5, "float", "a number >= 0", lambda v: v >= 0,
+              when=lambda s: s.get("alpha") == "gradnorm",
+              help="GradNorm's asymmetry: 0 pulls both branches' gradient norms to one value; larger gives more "
+                   "weight to the branch whose loss falls slower"),
+        TERM_GRADS,
     ),
     "sparse-penalty": (
         *_common(lr=1e-3),
@@ -110,6 +145,7 @@ PARAMS: dict[str, tuple[Param, ...]] = {
         _EPSILON_BCE,
         Param("positive_rate", 0.02, "float", "a number in (0, 1)", lambda v: 0 < v < 1,
               help="share of hours with an event", shapes_data=True),
+        TERM_GRADS,
     ),
     "max-mse": (
         *_common(lr=1e-2),
@@ -194,6 +230,8 @@ def structure(demo: str, settings: Mapping[str, Any]) -> tuple:
         value = settings[p.key]
         if p.kind == "alpha":
             items.append((p.key, value if isinstance(value, str) else "fixed"))
+        elif p is TERM_GRADS:  # on every step or every k-th (k reaches the step as a number), or off
+            items.append((p.key, {0: "off", 1: "every"}.get(term_period(value), "every-k")))
         elif p.structural:
             items.append((p.key, value))
     return (demo, *items)
@@ -217,7 +255,7 @@ def parse_assignment(text: str) -> tuple[str, str]:
 def knob_keys(demo: str, settings: Mapping[str, Any]) -> tuple[str, ...]:
     """The numeric settings of a run (the ``set:<key>`` columns of its records); alpha only as a number."""
     return tuple(p.key for p in params(demo, settings)
-                 if p.numeric and not (p.kind == "alpha" and isinstance(settings[p.key], str)))
+                 if p.numeric and p.when(settings) and not (p.kind == "alpha" and isinstance(settings[p.key], str)))
 
 
 def live_change(demo: str, settings: Mapping[str, Any], key: str, raw) -> Any:
@@ -282,7 +320,7 @@ def format_value(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-TRAINING_KEYS = ("lr", "optimizer", "batch_size", "clipnorm", "clipvalue")
+TRAINING_KEYS = ("lr", "optimizer", "batch_size", "clipnorm", "clipvalue", "term_grads")
 
 # The setting a comparison changes first, and to what: the question's own suggestion against the fix.
 COMPARE_KEY = {"policy-value": "mask", "two-branch": "alpha", "sparse-penalty": "variant", "max-mse": "variant",
@@ -295,6 +333,10 @@ COMPARE_DEFAULT: dict[str, dict[str, Any]] = {
     # the question's loss from logits: the exact form of the default formula, for a side-by-side
     "custom": {"loss": "-(w * y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z)); w=10"},
 }
+
+# The terms of each demo's loss, in record order (the per-term gradient probe needs two or more).
+TERMS: dict[str, tuple[str, ...]] = {"policy-value": ("value", "policy", "l2"), "two-branch": ("branch_1", "branch_2"),
+                                     "sparse-penalty": ("positives", "negatives"), "max-mse": (), "custom": ()}
 
 # The metric a stability map reports by default, per demo.
 MAIN_METRIC = {"policy-value": "illegal_mass", "two-branch": "accuracy", "sparse-penalty": "recall", "max-mse": "mse",

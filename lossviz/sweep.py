@@ -24,8 +24,14 @@ STATUSES = ("ok", "diverged", "stalled", "error")
 
 
 def summary_columns(demo: str, settings: Mapping[str, Any] | None = None) -> list[str]:
-    return ["status", "final_loss", "best_loss", f"metric:{config.main_metric(demo, settings)}", "first_nonfinite_step",
-            "first_nonfinite", "max_grad_norm", "steps", "message"]
+    return (["status", "final_loss", "best_loss", f"metric:{config.main_metric(demo, settings)}",
+             "first_nonfinite_step", "first_nonfinite", "max_grad_norm", "steps", "message"]
+            + anatomy_columns(demo))
+
+
+def anatomy_columns(demo: str) -> list[str]:
+    terms = config.TERMS[demo]
+    return ["mean_cos"] + [f"share:{t}" for t in terms] if len(terms) > 1 else []
 
 
 def parse_grid(text: str) -> tuple[str, list[str]]:
@@ -51,6 +57,26 @@ def grid_points(demo: str, grids: Sequence[tuple[str, Sequence[Any]]],
         config.resolve(demo, {**(base or {}), **point})  # raises SettingError naming what is allowed
         points.append(point)
     return points
+
+
+def _anatomy(demo: str, settings: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The per-term gradient probe in one row (NaN with the probe off): the mean cosine over every pair of terms
+    and every measured step where both terms have a gradient, and each term's share of the per-term gradient
+    norms summed over the measured steps (as ``gradients.pooled_shares``, on the global norms)."""
+    row = dict.fromkeys(anatomy_columns(demo), math.nan)
+    terms = config.TERMS[demo]
+    every = config.term_period(settings.get("term_grads", "off"))
+    if not row or not every or not records or f"grad_norm@{terms[0]}" not in records[0]:
+        return row
+    measured = [r for r in records if every == 1 or r["step"] == 1 or r["step"] % every == 0]
+    measured = [r for r in measured if all(math.isfinite(r[f"grad_norm@{t}"]) for t in terms)]
+    cosines = [r[f"cos:{a}|{b}"] for r in measured for a, b in itertools.combinations(terms, 2)
+               if r[f"grad_norm@{a}"] > 0 and r[f"grad_norm@{b}"] > 0 and math.isfinite(r[f"cos:{a}|{b}"])]
+    row["mean_cos"] = sum(cosines) / len(cosines) if cosines else math.nan
+    sums = [sum(r[f"grad_norm@{t}"] for r in measured) for t in terms]
+    for t, part in zip(terms, sums):
+        row[f"share:{t}"] = part / sum(sums) if sum(sums) > 0 else math.nan
+    return row
 
 
 def summarise(demo: str, settings: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -81,6 +107,7 @@ def summarise(demo: str, settings: Mapping[str, Any], records: Sequence[Mapping[
         "max_grad_norm": max(norms) if norms else math.nan,
         "steps": len(records),
         "message": "",
+        **_anatomy(demo, settings, records),
     }
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from . import demos, models, records, settings as config, shutdown
+from . import demos, gradients, models, records, settings as config, shutdown
 from .scheduler import SCHEDULER, Scheduler
 from .data import Dataset
 
@@ -51,12 +51,18 @@ class Layout:
     metrics: tuple[str, ...]
     has_alpha: bool
     variables: tuple[str, ...]
+    probe_terms: tuple[str, ...] = ()  # the terms whose own gradients are measured (empty: probe off)
 
     @property
     def columns(self) -> list[str]:
         return (["loss"] + [f"loss:{t}" for t in self.terms] + ["grad_norm"]
                 + [f"grad_norm:{name}" for name in self.layers] + ["nonfinite"]
-                + (["alpha"] if self.has_alpha else []) + [f"metric:{m}" for m in self.metrics])
+                + (["alpha"] if self.has_alpha else []) + self.carried)
+
+    @property
+    def carried(self) -> list[str]:
+        """The columns measured on some steps only and carried in between: the metrics, the per-term probe."""
+        return [f"metric:{m}" for m in self.metrics] + gradients.columns(self.probe_terms, self.layers)
 
     def place(self, code: int) -> tuple[str, str]:
         """Decode the step's non-finite place code into (weight name or "loss", "loss"|"gradient"|"weight")."""
@@ -71,30 +77,37 @@ class Layout:
 
 
 class Engine:
-    """One built model with its extra variables (alpha, log-variances), optimizer and traced fused step."""
+    """One built model with its extra variables (alpha, log-variances, GradNorm's state), optimizer and traced
+    fused step."""
 
     def __init__(self, demo: demos.Demo, settings: Mapping[str, Any]):
         self.demo = demo
         self.key = config.structure(demo.name, settings)
-        # only the graph-shaping settings (mask, variant, alpha mode, optimizer): numbers reach the step as
-        # tensors, so no number of the run that built this engine can leak into a later run
+        # only the graph-shaping settings (mask, variant, alpha mode, optimizer, probe): numbers reach the step
+        # as tensors, so no number of the run that built this engine can leak into a later run
         self.settings = dict(self.key[1:])
         self.model = demo.build(self.settings)
-        self.extra_init = demo.extra_variables(self.settings)
+        self.extra_init = {**demo.extra_variables(self.settings), **demo.extra_state(self.settings)}
         self.extra = {name: keras.Variable(np.float32(v), name=name) for name, v in self.extra_init.items()}
-        self.variables = list(self.model.trainable_weights) + list(self.extra.values())
+        trained = list(demo.extra_variables(self.settings))
+        trained_extra = [self.extra[name] for name in trained]
+        self.variables = list(self.model.trainable_weights) + trained_extra
         self.optimizer = OPTIMIZERS[self.settings["optimizer"]](learning_rate=1e-3)
         self.optimizer.build(self.variables)
         groups: dict[str, list[int]] = {}
         for i, w in enumerate(self.model.trainable_weights):
             groups.setdefault(models.layer_of(w), []).append(i)
         offset = len(self.model.trainable_weights)
-        for j, name in enumerate(self.extra):  # alpha, or the two log-variances, each a group of its own
+        for j, name in enumerate(trained):  # alpha, or the two log-variances, each a group of its own
             groups[name] = [offset + j]
         self.groups = groups
+        # "pcgrad" | "gradnorm": the update is built from the terms' own gradients
+        self.weighting = self.settings.get("alpha") if self.settings.get("alpha") in ("pcgrad", "gradnorm") else None
+        self.probe = self.settings.get("term_grads", "off") if len(demo.term_names) > 1 else "off"
         self.layout = Layout(
             terms=demo.term_names, layers=tuple(groups), metrics=demo.metrics_of(self.settings),
-            has_alpha=demo.alpha is not None, variables=tuple(v.path for v in self.variables))
+            has_alpha=demo.alpha is not None, variables=tuple(v.path for v in self.variables),
+            probe_terms=demo.term_names if self.probe != "off" else ())
         self._fused = None
 
     # -- per run --------------------------------------------------------------------------------------
@@ -134,11 +147,54 @@ class Engine:
         terms, total = self.demo.terms(self.model, out, (inputs, targets), hp, self.extra, self.settings)
         return total, terms, out
 
-    def _step(self, inputs, targets, eval_inputs, eval_targets, hp, clipnorm, clipvalue, step, last_metrics):
-        with tf.GradientTape() as tape:
+    def _gradients(self, tape, target) -> list:
+        grads = tape.gradient(target, self.variables)
+        return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.variables)]
+
+    def _term_gradients(self, inputs, targets, hp) -> dict[str, list]:
+        """Each term's gradient, on a forward pass of its own (the probe on the steps it measures)."""
+        with tf.GradientTape(persistent=True) as tape:
+            _, terms, _ = self.loss_and_terms(inputs, targets, hp)
+            parts = self.demo.parts_of(terms, hp, self.extra, self.settings)
+        grads = {name: self._gradients(tape, parts[name]) for name in self.demo.term_names}
+        del tape
+        return grads
+
+    def _weighted(self, term_grads: dict[str, list], terms, hp) -> tuple[list, list]:
+        """The update of a weighting mode from the terms' gradients, and the assignments to make after it."""
+        grads = list(term_grads.values())
+        if self.weighting == "pcgrad":
+            return gradients.pcgrad(grads), []
+        # GradNorm: the parts are w_i L_i / 2, so |grad_W L_i| = 2 |grad_W part_i| / w_i on the shared layer W
+        shared = self.groups[self.demo.shared_layer]
+        part_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.stack([tf.reduce_sum(tf.square(g[i])) for i in shared])))
+                               for g in grads])
+        e = self.extra
+        weights = tf.stack([tf.reshape(e["gradnorm_w1"], ()), tf.reshape(e["gradnorm_w2"], ())])
+        losses = tf.stack([tf.reshape(terms[t], ()) for t in self.demo.term_names])
+        initial = tf.stack([tf.reshape(e["gradnorm_l0_1"], ()), tf.reshape(e["gradnorm_l0_2"], ())])
+        initial = tf.where(initial > 0, initial, losses)  # step 1 sets L_i(0)
+        lr = tf.abs(tf.cast(self.optimizer.learning_rate, tf.float32))
+        new = gradients.gradnorm_weights(weights, 2.0 * part_norms / weights, losses, initial,
+                                         hp["gradnorm_alpha"], lr)
+        assignments = [(e["gradnorm_w1"], new[0]), (e["gradnorm_w2"], new[1]),
+                       (e["gradnorm_l0_1"], initial[0]), (e["gradnorm_l0_2"], initial[1])]
+        return gradients.total(grads), assignments
+
+    def _step(self, inputs, targets, eval_inputs, eval_targets, hp, clipnorm, clipvalue, step, carried, term_every):
+        # the terms' own gradients come from the step's tape when the update needs them or the probe measures
+        # every step; otherwise the probe takes them on a forward pass of its own, on the steps it measures
+        together = self.weighting is not None or self.probe == "every"
+        with tf.GradientTape(persistent=together) as tape:
             loss, terms, out = self.loss_and_terms(inputs, targets, hp)
-        grads = tape.gradient(loss, self.variables)
-        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.variables)]
+            parts = self.demo.parts_of(terms, hp, self.extra, self.settings) if together else None
+        assignments = []
+        term_grads = {name: self._gradients(tape, parts[name]) for name in self.demo.term_names} if together else None
+        if self.weighting is not None:
+            grads, assignments = self._weighted(term_grads, terms, hp)
+        else:
+            grads = self._gradients(tape, loss)
+        del tape
 
         # reduce_sum of a stacked vector, not add_n: add_n sums many inputs in no fixed order
         squares = tf.stack([tf.reduce_sum(tf.square(g)) for g in grads])
@@ -147,8 +203,22 @@ class Engine:
         loss_bad = tf.cast(tf.logical_not(tf.math.is_finite(loss)), tf.int32)
         grad_bad = tf.stack([_count_nonfinite(g) for g in grads])
 
+        n_metrics = len(self.layout.metrics)
+        last_metrics, last_probe = carried[:n_metrics], carried[n_metrics:]
+        if not self.layout.probe_terms:
+            probe = last_probe
+        elif self.probe == "every":
+            probe = gradients.anatomy(term_grads, self.groups)
+        else:  # on step 1 and every term_every-th step, before the update (tapes do not reach into a cond)
+            measure = lambda: gradients.anatomy(  # noqa: E731
+                term_grads if together else self._term_gradients(inputs, targets, hp), self.groups)
+            probe = tf.cond(tf.logical_or(tf.equal(step, 1), tf.equal(step % term_every, 0)), measure,
+                            lambda: last_probe)
+
         grads = [_clip(g, clipnorm, clipvalue) for g in grads]
         self.optimizer.apply(grads, self.variables)
+        for variable, value in assignments:
+            variable.assign(value)
         if "alpha" in self.extra:  # projected gradient step: alpha stays in [0, 1]
             self.extra["alpha"].assign(tf.clip_by_value(self.extra["alpha"], 0.0, 1.0))
         weight_bad = tf.stack([_count_nonfinite(v) for v in self.variables])
@@ -161,13 +231,13 @@ class Engine:
         nonfinite = loss_bad + tf.reduce_sum(grad_bad) + tf.reduce_sum(weight_bad)
 
         if self.demo.metrics_on_eval:  # on the held-out sample, at step 1 and every EVAL_EVERY steps
-            def measure():
+            def measure_metrics():
                 metric_out = self.model(eval_inputs, training=False)
                 found = self.demo.metrics(self.model, metric_out, (eval_inputs, eval_targets), hp, self.extra,
                                           self.settings)
                 return _vector([found[m] for m in self.layout.metrics])
-            metric_vector = tf.cond(tf.logical_or(tf.equal(step, 1), tf.equal(step % EVAL_EVERY, 0)), measure,
-                                    lambda: last_metrics)
+            metric_vector = tf.cond(tf.logical_or(tf.equal(step, 1), tf.equal(step % EVAL_EVERY, 0)),
+                                    measure_metrics, lambda: last_metrics)
         else:
             found = self.demo.metrics(self.model, out, (inputs, targets), hp, self.extra, self.settings)
             metric_vector = _vector([found[m] for m in self.layout.metrics])
@@ -175,8 +245,9 @@ class Engine:
         values.append(tf.cast(nonfinite, tf.float32))
         if self.layout.has_alpha:
             values.append(self.demo.alpha(hp, self.extra, self.settings))
-        vector = tf.concat([_vector(values), metric_vector], 0)
-        return vector, tf.cast(place, tf.int32), metric_vector
+        carried = tf.concat([metric_vector, tf.reshape(probe, (-1,))], 0)
+        vector = tf.concat([_vector(values), carried], 0)
+        return vector, tf.cast(place, tf.int32), carried
 
     def fused(self, dataset: Dataset, eval_set: Dataset, hp_keys):
         """The traced function running K steps on (K, B, ...) stacked batches; traced once per engine."""
@@ -194,29 +265,29 @@ class Engine:
         signature = [spec(dataset.inputs), spec(dataset.targets), eval_spec(eval_set.inputs),
                      eval_spec(eval_set.targets), {k: scalar for k in hp_keys}, scalar, scalar,
                      tf.TensorSpec((), tf.bool), tf.TensorSpec((), tf.int32),
-                     tf.TensorSpec((len(self.layout.metrics),), tf.float32)]
+                     tf.TensorSpec((len(self.layout.carried),), tf.float32), tf.TensorSpec((), tf.int32)]
 
         @tf.function(input_signature=signature)
         def run(inputs, targets, eval_inputs, eval_targets, hp, clipnorm, clipvalue, stop_on_nonfinite, first_step,
-                last_metrics):
+                carried, term_every):
             count = tf.shape(next(iter(inputs.values())))[0]
             width = len(self.layout.columns)
             vectors = tf.TensorArray(tf.float32, size=count, element_shape=(width,))
             places = tf.TensorArray(tf.int32, size=count, element_shape=())
 
-            def body(i, seen, vectors, places, metrics):
+            def body(i, seen, vectors, places, carried):
                 batch_in = {k: v[i] for k, v in inputs.items()}
                 batch_tg = {k: v[i] for k, v in targets.items()}
-                vector, place, metrics = self._step(batch_in, batch_tg, eval_inputs, eval_targets, hp, clipnorm,
-                                                    clipvalue, first_step + i, metrics)
+                vector, place, carried = self._step(batch_in, batch_tg, eval_inputs, eval_targets, hp, clipnorm,
+                                                    clipvalue, first_step + i, carried, term_every)
                 seen = tf.logical_or(seen, vector[width_nonfinite] > 0)
-                return i + 1, seen, vectors.write(i, vector), places.write(i, place), metrics
+                return i + 1, seen, vectors.write(i, vector), places.write(i, place), carried
 
-            def cond(i, seen, vectors, places, metrics):
+            def cond(i, seen, vectors, places, carried):
                 return tf.logical_and(i < count, tf.logical_not(tf.logical_and(stop_on_nonfinite, seen)))
 
             done, _, vectors, places, _ = tf.while_loop(  # steps in order: one update before the next forward
-                cond, body, (tf.constant(0), tf.constant(False), vectors, places, last_metrics),
+                cond, body, (tf.constant(0), tf.constant(False), vectors, places, carried),
                 parallel_iterations=1)
             return vectors.stack()[:done], places.stack()[:done]
 
@@ -308,6 +379,7 @@ class Trainer:
         self.seed = int(seed)
         self.stop_on_nonfinite = bool(stop_on_nonfinite)
         self.data = self.demo.make_data(self.settings, self.seed)
+        self.term_every = config.term_period(self.settings.get("term_grads", "off"))  # 0: off
         self.eval_set = self.data.take(np.random.default_rng([self.seed, 2]).permutation(len(self.data))[:EVAL_SIZE])
         self._order = np.random.default_rng([self.seed, 1])
         self._queue = np.empty(0, dtype=np.int64)
@@ -457,7 +529,7 @@ class Trainer:
             vectors, places = fused(batch.inputs, batch.targets, self.eval_set.inputs, self.eval_set.targets,
                                     self.hp, np.float32(self.settings["clipnorm"]),
                                     np.float32(self.settings["clipvalue"]), self.stop_on_nonfinite,
-                                    np.int32(self.step + 1), self._last_metrics())
+                                    np.int32(self.step + 1), self._last_carried(), np.int32(max(self.term_every, 1)))
             vectors, places = vectors.numpy(), places.numpy()
             knobs = [float(self.settings[key]) for key in self.knobs]
             yield from self.records.append(self.step + 1, vectors, places, knobs)
@@ -468,13 +540,14 @@ class Trainer:
             if left is not None:
                 left -= k
 
-    def _last_metrics(self) -> np.ndarray:
-        """The metrics of the last record (carried between held-out measurements), zeros before step 1."""
-        metrics = [f"metric:{m}" for m in self.layout.metrics]
+    def _last_carried(self) -> np.ndarray:
+        """The last record's values measured on some steps only (held-out metrics, the per-term probe), carried
+        to the steps in between; zeros before step 1."""
+        names = self.layout.carried
         if not len(self.records):
-            return np.zeros(len(metrics), np.float32)
+            return np.zeros(len(names), np.float32)
         last = self.records[-1]
-        return np.array([last[m] for m in metrics], np.float32)
+        return np.array([last[m] for m in names], np.float32)
 
     def _snapshot(self) -> None:
         """Keep the weights for the training trajectory; past MAX_SNAPSHOTS, thin out every other one."""

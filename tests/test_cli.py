@@ -38,7 +38,7 @@ def test_train_two_branch_has_alpha_column(tmp_path):
     (["train", "sparse-penalty", "--set", "foo=1"], "allowed: lr, optimizer"),
     (["train", "sparse-penalty", "--set", "variant=x"], "one of naive, clipped, logits, batch-switch"),
     (["train", "sparse-penalty", "--set", "epsilon=0"], "(0, 0.5)"),
-    (["train", "two-branch", "--set", "alpha=1.5"], "[0, 1], trainable or uncertainty"),
+    (["train", "two-branch", "--set", "alpha=1.5"], "[0, 1], trainable, uncertainty, gradnorm or pcgrad"),
     (["train", "policy-value", "--set", "c=-1"], "c must be a number >= 0"),
     (["train", "policy-value", "--set", "mask=pi"], "one of logits, none, seed-answer"),
     (["train", "max-mse", "--set", "lr=nan"], "finite"),
