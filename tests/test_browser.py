@@ -211,15 +211,20 @@ def test_server_stops_cleanly_on_sigterm_while_runs_play(browser):
     exits 0 within 5 s and never aborts ("terminate called without an active exception")."""
     proc, url = _start_server()
     pages = []
-    for path in ("Sparse_penalty", "Policy_value"):
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
-        page.goto(f"{url}/{path}")
-        page.get_by_role("button", name="Play", exact=True).click()
-        page.get_by_text(re.compile(r"A: defaults: running, step [1-9]")).wait_for(timeout=60_000)
-        pages.append(page)
-    proc.send_signal(signal.SIGTERM)
-    start = time.time()
-    output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    try:
+        for path in ("Sparse_penalty", "Policy_value"):
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(f"{url}/{path}")
+            page.get_by_role("button", name="Play", exact=True).click()
+            page.get_by_text(re.compile(r"A: defaults: running, step [1-9]")).wait_for(timeout=60_000)
+            pages.append(page)
+        proc.send_signal(signal.SIGTERM)
+        start = time.time()
+        output = proc.communicate(timeout=30)[0].decode(errors="replace")
+    finally:
+        if proc.poll() is None:  # a failed wait: never leave a server training behind
+            proc.kill()
+            proc.wait()
     assert time.time() - start < 5 and proc.returncode == 0, output[-2000:]
     assert "terminate called" not in output and "Traceback" not in output
     for page in pages:
