@@ -88,8 +88,10 @@ def section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
     @st.fragment(run_every=REDRAW_SECONDS if running else None)
     def live_map():
         rows = job.finished_rows()
+        ahead = job.queue_position
         st.progress(len(rows) / max(len(job.points), 1), text=f"{len(rows)} of {len(job.points)} runs"
-                    + (" (stopped)" if not job.running and len(rows) < len(job.points) else ""))
+                    + (" (stopped)" if not job.running and len(rows) < len(job.points) else "")
+                    + (f" (the next one queued, {ahead} ahead of it)" if ahead is not None else ""))
         if job.error:
             st.error(f"the sweep ended with an error: {job.error}")
         x_vals = [v for v in job.grids[0][1]]

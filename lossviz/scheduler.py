@@ -46,6 +46,11 @@ class Scheduler:
         with self._cv:
             return self._queue.index(owner) if owner in self._queue else None
 
+    def position_where(self, belongs: Callable[[Hashable], bool]) -> int | None:
+        """How many are ahead of the first waiting owner for which ``belongs(owner)`` holds, or None."""
+        with self._cv:
+            return next((i for i, owner in enumerate(self._queue) if belongs(owner)), None)
+
     @property
     def waiting(self) -> int:
         with self._cv:

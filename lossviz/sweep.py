@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from . import settings as config
 from .records import first_nonfinite
+from .scheduler import SCHEDULER, Scheduler
 
 WORKER_ENV = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
               "TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "tensorflow"}
@@ -136,13 +137,16 @@ def sweep(demo: str, grids: Sequence[tuple[str, Sequence[Any]]], base: Mapping[s
           steps: int = 200, seed: int = 0, jobs: int | None = None, backend: str = "local",
           address: str | None = None, on_row: Callable[[int, dict[str, Any]], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
-          points: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+          points: Sequence[dict[str, Any]] | None = None, scheduler: Scheduler | None = None,
+          owner: Any = None) -> list[dict[str, Any]]:
     """Run the grid (or only ``points`` of it, e.g. those a resumed sweep still lacks) and return one row per
     point, in order: the grid values, then the summary.
 
     ``on_row(index, row)`` is called as each point finishes (in any order; the index into the points run).
     ``should_stop()`` is polled: once true, points not started are cancelled and only the finished rows are
-    returned.
+    returned. With a ``scheduler`` (local backend), each point waits in its line for a slot and holds it while
+    it trains, so a sweep started from a page shares the room's limit with the training runs; ``owner`` marks
+    its places in the line (see :class:`SweepJob`).
     """
     points = grid_points(demo, grids, base) if points is None else list(points)
     if backend not in ("local", "ray"):
@@ -150,7 +154,6 @@ def sweep(demo: str, grids: Sequence[tuple[str, Sequence[Any]]], base: Mapping[s
     if steps < 1:
         raise config.SettingError(f"steps must be >= 1, got {steps}")
     tasks = [({**(base or {}), **p}, p) for p in points]
-    run = _run_ray if backend == "ray" else _run_local
     results: dict[int, dict[str, Any]] = {}
 
     def done(index: int, summary: dict[str, Any]) -> None:
@@ -159,13 +162,27 @@ def sweep(demo: str, grids: Sequence[tuple[str, Sequence[Any]]], base: Mapping[s
         if on_row:
             on_row(index, row)
 
-    run(demo, [t for t, _ in tasks], steps, seed, jobs, address, done, should_stop or (lambda: False))
+    stop = should_stop or (lambda: False)
+    if backend == "ray":
+        _run_ray(demo, [t for t, _ in tasks], steps, seed, jobs, address, done, stop)
+    else:
+        _run_local(demo, [t for t, _ in tasks], steps, seed, jobs, done, stop, scheduler, owner)
     return [results[i] for i in sorted(results)]
 
 
-def _run_local(demo, overrides, steps, seed, jobs, address, done, should_stop) -> None:
+class _Point:
+    """A sweep point's place in a scheduler's line (``owner``: the sweep it belongs to)."""
+
+    __slots__ = ("owner", "index")
+
+    def __init__(self, owner: Any, index: int):
+        self.owner, self.index = owner, index
+
+
+def _run_local(demo, overrides, steps, seed, jobs, done, should_stop, scheduler=None, owner=None) -> None:
     """joblib's loky pool, one worker per core, kept between sweeps (a worker imports TensorFlow and traces
-    its models once); ``jobs`` caps the runs in flight, so changing it never restarts the workers."""
+    its models once); ``jobs`` caps the runs in flight, so changing it never restarts the workers. With a
+    ``scheduler``, a point starts once it holds a slot and gives the slot back when it ends."""
     from joblib.externals.loky import get_reusable_executor
 
     cores = os.cpu_count() or 1
@@ -173,17 +190,35 @@ def _run_local(demo, overrides, steps, seed, jobs, address, done, should_stop) -
     executor = get_reusable_executor(max_workers=max(cores, in_flight), env=WORKER_ENV, timeout=600)
     queue = list(enumerate(overrides))
     running: dict[Any, int] = {}
-    while queue or running:
-        while queue and len(running) < in_flight and not should_stop():
-            index, o = queue.pop(0)
-            running[executor.submit(run_point, demo, o, steps, seed)] = index
-        if not running:
-            return  # stopped before anything else started
-        finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
-        for future in finished:
-            done(running.pop(future), future.result())
-        if should_stop():
-            queue.clear()  # points not started are dropped; the running ones finish and are kept
+    slots: dict[Any, _Point] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < in_flight and not should_stop():
+                index, o = queue[0]
+                place = _Point(owner, index)
+                # a running point that ends meanwhile is collected first (its slot is given back)
+                if scheduler is not None and not scheduler.acquire(
+                        place, lambda: should_stop() or any(f.done() for f in running)):
+                    break
+                queue.pop(0)
+                future = executor.submit(run_point, demo, o, steps, seed)
+                running[future] = index
+                if scheduler is not None:
+                    slots[future] = place
+            if not running:
+                if should_stop() or not queue:
+                    return  # stopped before anything else started
+                continue
+            finished, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in finished:
+                if future in slots:
+                    scheduler.release(slots.pop(future))
+                done(running.pop(future), future.result())
+            if should_stop():
+                queue.clear()  # points not started are dropped; the running ones finish and are kept
+    finally:
+        for place in slots.values():
+            scheduler.release(place)
 
 
 def _run_ray(demo, overrides, steps, seed, jobs, address, done, should_stop) -> None:
@@ -224,10 +259,11 @@ class SweepJob:
     the points not started yet."""
 
     def __init__(self, demo: str, grids, base: Mapping[str, Any] | None = None, steps: int = 100, seed: int = 0,
-                 jobs: int | None = None):
+                 jobs: int | None = None, scheduler: Scheduler | None = None):
         import threading
 
         self.demo, self.grids, self.base, self.steps, self.seed = demo, list(grids), dict(base or {}), steps, seed
+        self.scheduler = scheduler or SCHEDULER  # the process's: its points share the slots of training runs
         self.points = grid_points(demo, self.grids, self.base)
         self.rows: dict[int, dict[str, Any]] = {}
         self.error: str | None = None
@@ -238,13 +274,18 @@ class SweepJob:
     def _work(self, jobs) -> None:
         try:
             sweep(self.demo, self.grids, self.base, self.steps, self.seed, jobs=jobs,
-                  on_row=self.rows.__setitem__, should_stop=self._stop.is_set)
+                  on_row=self.rows.__setitem__, should_stop=self._stop.is_set, scheduler=self.scheduler, owner=self)
         except Exception as e:  # reported to the page
             self.error = f"{type(e).__name__}: {e}"
 
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def queue_position(self) -> int | None:
+        """How many runs are ahead of this sweep's next point in the line for a slot; None when none waits."""
+        return self.scheduler.position_where(lambda place: getattr(place, "owner", None) is self)
 
     def finished_rows(self) -> list[dict[str, Any]]:
         return [self.rows[i] for i in sorted(self.rows)]

@@ -229,3 +229,35 @@ def test_server_stops_cleanly_on_sigterm_while_runs_play(browser):
     assert "terminate called" not in output and "Traceback" not in output
     for page in pages:
         page.close()
+
+
+def test_six_sessions_press_train_together_and_each_gets_its_own_run(server, browser):
+    """A classroom in miniature: six browser sessions (two per page, each with its own run length) press Train
+    at about the same time; every page ends with its own run, finished, its own reproducing command, and no
+    exception box. More runs than cores: some wait in the queue first."""
+    plan = [("Policy_value", 40), ("Sparse_penalty", 60), ("Two_branch", 80), ("Policy_value", 100),
+            ("Sparse_penalty", 120), ("Two_branch", 140)]
+    contexts, pages = [], []
+    try:
+        for path, steps in plan:
+            context = browser.new_context(viewport={"width": 1400, "height": 2400})
+            page = context.new_page()
+            page.goto(f"{server}/{path}")
+            page.get_by_role("button", name="Train", exact=True).wait_for(timeout=60_000)
+            box = page.get_by_label("steps", exact=True)
+            box.fill(str(steps))
+            box.press("Enter")
+            contexts.append(context)
+            pages.append(page)
+        for page in pages:
+            page.wait_for_timeout(300)  # the steps box has reached the server
+        for page in pages:
+            page.get_by_role("button", name="Train", exact=True).click()
+        for (path, steps), page in zip(plan, pages):
+            page.get_by_text(f"{steps} / {steps} steps").first.wait_for(timeout=240_000)
+            page.get_by_text("Download A as CSV").wait_for(timeout=60_000)
+            assert page.get_by_text(f"--steps {steps} --seed 0").count() >= 1, path
+            _no_exception(page)
+    finally:
+        for context in contexts:
+            context.close()

@@ -125,3 +125,53 @@ def test_two_sessions_one_queued_see_their_positions():
     _finish(first, "max-mse")
     _finish(second, "max-mse")
     assert all(len(at.session_state["jobs"]["max-mse"]["A"].records) == 40 for at in (first, second))
+
+
+def test_a_page_sweep_shares_the_slots_with_a_playing_run():
+    """One slot: a run that plays without end and a sweep of three points. The sweep's points wait in the same
+    line (reporting their place), the playing run yields between chunks, never more than one holds the slot,
+    and the sweep's rows equal those of a sweep outside any scheduler."""
+    from lossviz import sweep as sweeps
+
+    scheduler = Scheduler(slots=1)
+    player = TrainingJob("max-mse", {}, None, seed=0, scheduler=scheduler)
+    try:
+        while player.trainer.step == 0:
+            time.sleep(0.02)
+        grids = [("lr", [0.001, 0.01, 0.1])]
+        job = sweeps.SweepJob("max-mse", grids, steps=30, seed=0, scheduler=scheduler)
+        seen_waiting = False
+        deadline = time.time() + 240
+        while job.running:
+            assert time.time() < deadline, "the sweep did not get the slot"
+            seen_waiting |= job.queue_position is not None
+            time.sleep(0.01)
+        assert job.error is None and seen_waiting
+        assert player.running and player.trainer.step > 0  # the run plays on once the sweep is done
+    finally:
+        player.stop()
+        player.wait(30)
+    assert scheduler.most_active == 1 and scheduler.active == 0 and scheduler.waiting == 0
+    alone = sweeps.sweep("max-mse", grids, steps=30, seed=0)
+    assert _rows(job.finished_rows()) == _rows(alone)
+
+
+def _rows(rows):
+    return [{k: (str(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+
+
+def test_a_stopped_sweep_leaves_the_line():
+    from lossviz import sweep as sweeps
+
+    scheduler = Scheduler(slots=1)
+    holder = object()
+    assert scheduler.acquire(holder)
+    job = sweeps.SweepJob("max-mse", [("lr", [0.001, 0.01])], steps=10, seed=0, scheduler=scheduler)
+    deadline = time.time() + 30
+    while job.queue_position is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    assert job.queue_position == 0
+    job.stop()
+    assert job.wait(30) and job.finished_rows() == [] and scheduler.waiting == 0
+    scheduler.release(holder)

@@ -87,8 +87,8 @@ def test_a_process_training_in_threads_exits_cleanly_on_sigterm(tmp_path):
         "jobs = [TrainingJob(demo, {}, None) for demo in ('policy-value', 'sparse-penalty', 'max-mse')]\n"
         "while min(job.trainer.step for job in jobs) < 40:\n"
         "    time.sleep(0.05)\n"
-        "print('training', flush=True)\n"
-        "try:\n"
+        "try:\n"  # the signal may come as soon as the line is out: be inside the try by then
+        "    print('training', flush=True)\n"
         "    while True:\n"
         "        time.sleep(0.1)\n"
         "except KeyboardInterrupt:\n"
