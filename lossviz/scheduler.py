@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from typing import Callable, Hashable
 
 
@@ -18,6 +19,8 @@ class Scheduler:
         self._cv = threading.Condition()
         self._queue: list[Hashable] = []
         self._active: set[Hashable] = set()
+        self._served: "weakref.WeakSet" = weakref.WeakSet()  # owners that have held a slot
+        self._served_ids: set[int] = set()  # the same, for owners without weak references (plain objects)
         self.most_active = 0  # the most runs that ever held a slot at once (for tests and benchmarks)
 
     def acquire(self, owner: Hashable, cancelled: Callable[[], bool] = lambda: False) -> bool:
@@ -30,6 +33,7 @@ class Scheduler:
                         return False
                     self._cv.wait(0.05)
                 self._active.add(owner)
+                self._mark_served(owner)
                 self.most_active = max(self.most_active, len(self._active))
                 return True
             finally:
@@ -50,6 +54,24 @@ class Scheduler:
         """How many are ahead of the first waiting owner for which ``belongs(owner)`` holds, or None."""
         with self._cv:
             return next((i for i, owner in enumerate(self._queue) if belongs(owner)), None)
+
+    @property
+    def newcomer_waiting(self) -> bool:
+        """Whether a waiting owner has never held a slot (its first record is still to come)."""
+        with self._cv:
+            return any(not self._was_served(owner) for owner in self._queue)
+
+    def _mark_served(self, owner: Hashable) -> None:
+        try:
+            self._served.add(owner)
+        except TypeError:
+            self._served_ids.add(id(owner))
+
+    def _was_served(self, owner: Hashable) -> bool:
+        try:
+            return owner in self._served
+        except TypeError:
+            return id(owner) in self._served_ids
 
     @property
     def waiting(self) -> int:

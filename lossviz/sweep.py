@@ -173,7 +173,7 @@ def sweep(demo: str, grids: Sequence[tuple[str, Sequence[Any]]], base: Mapping[s
 class _Point:
     """A sweep point's place in a scheduler's line (``owner``: the sweep it belongs to)."""
 
-    __slots__ = ("owner", "index")
+    __slots__ = ("owner", "index", "__weakref__")
 
     def __init__(self, owner: Any, index: int):
         self.owner, self.index = owner, index

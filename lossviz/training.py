@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmspr
 EVAL_SIZE = 1024
 EVAL_EVERY = 10  # held-out metrics are measured at step 1 and every EVAL_EVERY steps; records carry the latest
 DEFAULT_CHUNK = 20
+SLICE_SECONDS = 0.25  # a run holds its slot this long when the runs waiting for one have all trained before
 MAX_SNAPSHOTS = 200
 
 
@@ -109,6 +111,7 @@ class Engine:
             has_alpha=demo.alpha is not None, variables=tuple(v.path for v in self.variables),
             probe_terms=demo.term_names if self.probe != "off" else ())
         self._fused = None
+        self._read = self._write = None  # the compiled state swap, built on first use
 
     # -- per run --------------------------------------------------------------------------------------
 
@@ -128,12 +131,22 @@ class Engine:
 
     def state(self) -> list[np.ndarray]:
         """Everything the next step depends on: every model weight, the extra variables, the optimizer's
-        (iterations, learning rate, slots)."""
-        return [np.array(v.numpy()) for v in self._state_variables()]
+        (iterations, learning rate, slots); read in one compiled call (a run is swapped out between chunks)."""
+        if self._read is None:
+            variables = self._state_variables()
+            self._read = tf.function(lambda: [tf.identity(v.value) for v in variables])
+        return [np.array(t) for t in self._read()]
 
     def load_state(self, values: list[np.ndarray]) -> None:
-        for v, value in zip(self._state_variables(), values):
-            v.assign(value)
+        if self._write is None:
+            variables = self._state_variables()
+
+            def write(values):
+                for v, value in zip(variables, values):
+                    v.assign(value)
+
+            self._write = tf.function(write, input_signature=[[tf.TensorSpec(v.shape, v.dtype) for v in variables]])
+        self._write(list(values))
 
     def set_weights(self, values) -> None:
         for v, value in zip(self.variables, values):
@@ -329,17 +342,42 @@ _POOL: "OrderedDict[tuple, list[Engine]]" = OrderedDict()
 _POOL_LOCK = threading.Lock()
 
 
-def acquire(demo: demos.Demo, settings: Mapping[str, Any]) -> Engine:
-    """A free engine for these graph-shaping settings, built if none is free (under a process lock)."""
-    key = config.structure(demo.name, settings)
+_BUILD_LOCK = threading.Lock()  # Keras builds one model at a time
+_STRUCTURE_LOCKS: dict[tuple, threading.Lock] = {}
+
+
+def _take_free(key: tuple) -> Engine | None:
     with _POOL_LOCK:
         free = _POOL.get(key)
-        if free:
-            engine = free.pop()
-            if not free:
-                del _POOL[key]
+        if not free:
+            return None
+        engine = free.pop()
+        if not free:
+            del _POOL[key]
+        return engine
+
+
+def acquire(demo: demos.Demo, settings: Mapping[str, Any],
+            prepare: Callable[[Engine], None] | None = None) -> Engine:
+    """A free engine for these graph-shaping settings, or a new one, built and then ``prepare``-d (its step
+    traced). One engine of a structure is built at a time: a room pressing Train together traces one step
+    first, and the runs after it take that engine when it is given back between chunks, instead of all
+    tracing at once under the GIL."""
+    key = config.structure(demo.name, settings)
+    engine = _take_free(key)
+    if engine is not None:
+        return engine
+    with _POOL_LOCK:
+        building = _STRUCTURE_LOCKS.setdefault(key, threading.Lock())
+    with building:
+        engine = _take_free(key)  # given back while this run waited
+        if engine is not None:
             return engine
-        return Engine(demo, settings)
+        with _BUILD_LOCK:
+            engine = Engine(demo, settings)
+        if prepare is not None:
+            prepare(engine)
+        return engine
 
 
 def release(engine: Engine) -> None:
@@ -455,7 +493,7 @@ class Trainer:
         """The run's engine, with the run's state: new weights from the seed the first time, the saved state
         after ``suspend``."""
         if self._engine is None:
-            engine = acquire(self.demo, self.settings)
+            engine = acquire(self.demo, self.settings, prepare=self._trace)
             if self._initial_weights is None:
                 engine.reset(self.seed, config.effective_lr(self.demo.name, self.settings))
                 self._initial_weights = engine.weights()
@@ -467,6 +505,9 @@ class Trainer:
             self._finalizer = weakref.finalize(self, release, engine)
             self._engine = engine
         return self._engine
+
+    def _trace(self, engine: Engine) -> None:
+        engine.fused(self.data, self.eval_set, tuple(self.hp)).get_concrete_function()
 
     def suspend(self) -> None:
         """Give the engine back to the pool and keep the run's state in numpy (it goes on exactly where it was)."""
@@ -651,6 +692,7 @@ class TrainingJob:
             while self.can_continue and not self._stop.is_set() and (left is None or left > 0):
                 if not self.scheduler.acquire(self, self._stop.is_set):
                     break
+                held = time.perf_counter()
                 try:
                     while True:
                         before = self.trainer.step
@@ -659,7 +701,7 @@ class TrainingJob:
                         if left is not None:
                             left -= self.trainer.step - before
                         if (self.trainer.step == before or self._stop.is_set() or not self.can_continue
-                                or (left is not None and left <= 0) or self.scheduler.waiting):
+                                or (left is not None and left <= 0) or self._should_yield(held)):
                             break
                 finally:
                     self.scheduler.release(self)
@@ -668,6 +710,14 @@ class TrainingJob:
             self.error = f"{type(e).__name__}: {e}"
         if pause_after and not self._stop.is_set():
             self.paused = True
+
+    def _should_yield(self, held: float) -> bool:
+        """Give the slot back after this chunk: at once when a run that has not trained yet waits (its first
+        record comes quickly), after a slice of SLICE_SECONDS when only runs that have trained wait (fewer
+        swaps of the engine's state)."""
+        if not self.scheduler.waiting:
+            return False
+        return self.scheduler.newcomer_waiting or time.perf_counter() - held >= SLICE_SECONDS
 
     def _halt(self) -> None:
         self._stop.set()

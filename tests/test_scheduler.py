@@ -175,3 +175,25 @@ def test_a_stopped_sweep_leaves_the_line():
     job.stop()
     assert job.wait(30) and job.finished_rows() == [] and scheduler.waiting == 0
     scheduler.release(holder)
+
+
+def test_newcomers_are_told_apart_from_runs_that_trained_before():
+    """A run yields its slot after one chunk to a run that has not trained yet, and after a slice otherwise."""
+    scheduler = Scheduler(slots=1)
+    first, second = object(), object()
+    assert scheduler.acquire(first)
+    waiter = threading.Thread(target=lambda: scheduler.acquire(second))
+    waiter.start()
+    while scheduler.position(second) is None:
+        time.sleep(0.005)
+    assert scheduler.newcomer_waiting  # second has never held a slot
+    scheduler.release(first)
+    waiter.join(5)
+    again = threading.Thread(target=lambda: scheduler.acquire(first))
+    again.start()
+    while scheduler.position(first) is None:
+        time.sleep(0.005)
+    assert scheduler.waiting == 1 and not scheduler.newcomer_waiting  # first trained before
+    scheduler.release(second)
+    again.join(5)
+    scheduler.release(first)
