@@ -68,10 +68,7 @@ class Scheduler:
             self._served_ids.add(id(owner))
 
     def _was_served(self, owner: Hashable) -> bool:
-        try:
-            return owner in self._served
-        except TypeError:
-            return id(owner) in self._served_ids
+        return owner in self._served or id(owner) in self._served_ids  # (a WeakSet says no to plain objects)
 
     @property
     def waiting(self) -> int:
