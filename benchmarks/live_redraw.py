@@ -30,6 +30,7 @@ from lossviz.training import DEFAULT_CHUNK, Trainer, TrainingJob  # noqa: E402
 import numpy as np  # noqa: E402
 
 REDRAW_SECONDS = 0.5  # as dashboard.common.REDRAW_SECONDS (not imported: it would import streamlit)
+EVERY = 10  # the per-term gradient probe's default period (settings.TERM_GRADS_DEFAULT)
 KNOBS = {"sparse-penalty": [{"lr": 0.002}, {"penalty": 30.0}, {"lr": 0.001}, {"penalty": 10.0}],
          "policy-value": [{"lr": 0.002}, {"c": 1e-3}, {"lr": 0.001}, {"c": 1e-4}]}
 
@@ -39,7 +40,8 @@ def draw_page(job_records) -> float:
     start = time.perf_counter()
     runs = {"A": records.window(job_records)}
     figures = [charts.loss_chart(runs), charts.grad_norm_chart(runs), charts.metrics_chart(runs),
-               charts.layer_heatmap(runs["A"])]
+               charts.layer_heatmap(runs["A"]),  # and the gradient anatomy (the probe is on by default)
+               charts.term_grad_chart(runs, EVERY), charts.term_cosine_chart(runs, EVERY)]
     sum(len(f.to_json()) for f in figures)
     return time.perf_counter() - start
 

@@ -166,26 +166,30 @@ def term_grad_chart(runs: Runs, every: int = 1) -> go.Figure:
 
 
 def term_cosine_chart(runs: Runs, every: int = 1) -> go.Figure:
-    """The cosine between each pair of terms' gradients over the measured steps, the zero line, and the
-    stretches where they conflict (cosine < 0) shaded in the pair's colour."""
+    """The cosine between each pair of terms' gradients over the measured steps, the zero line, and the area
+    between the curve and zero shaded where they conflict (cosine < 0), in the pair's colour."""
     fig = go.Figure()
-    shapes = []
     for label, df, dash in _probed(runs, every):
         for j, (a, b) in enumerate(gradients.pairs(gradients.probe_terms(df.columns))):
             color = COLORS[(j + 3) % len(COLORS)]
             cos = gradients.pair_cosine(df, a, b)  # gaps where a term has no gradient
-            fig.add_trace(go.Scatter(x=df["step"], y=cos, name=f"{label} {a} vs {b}", connectgaps=False,
+            name = f"{label} {a} vs {b}"
+            fig.add_trace(go.Scatter(x=df["step"], y=np.minimum(cos, 0.0), fill="tozeroy", mode="none",
+                                     fillcolor=_translucent(color), name=f"{name} conflicts", legendgroup=name,
+                                     showlegend=False, hoverinfo="skip"))
+            fig.add_trace(go.Scatter(x=df["step"], y=cos, name=name, legendgroup=name, connectgaps=False,
                                      line=dict(color=color, dash=dash)))
-            for first, last in gradients.conflicts(df["step"], cos):
-                shapes.append(dict(type="rect", xref="x", yref="y", x0=first - 0.5, x1=last + 0.5, y0=-1, y1=0,
-                                   fillcolor=color, opacity=0.12, line=dict(width=0), layer="below"))
-    shapes.append(dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=0, y1=0, line=dict(color="black", width=1)))
-    fig.update_layout(shapes=shapes)
+    fig.add_hline(y=0, line=dict(color="black", width=1))
     change_markers(fig, runs)
     fig.update_yaxes(range=[-1.05, 1.05], title="cosine")
     fig.update_xaxes(title="step")
     return _layout(fig, "Cosine between terms",
                    subtitle="shaded: the terms conflict (cosine < 0); gaps: a term has no gradient")
+
+
+def _translucent(color: str, alpha: float = 0.25) -> str:
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
 
 
 def term_share_heatmap(record: Mapping[str, Any], label: str = "") -> go.Figure:

@@ -165,8 +165,8 @@ def measured_steps(steps: np.ndarray, every: int) -> np.ndarray:
 
 
 def conflicts(steps: Sequence[int], cos: Sequence[float], limit: int = 60) -> list[tuple[int, int]]:
-    """The stretches of steps with a negative cosine, as (first, last) step; past ``limit`` stretches the
-    nearest ones are merged, so a chart never carries more than ``limit`` shapes."""
+    """The stretches of consecutive rows with a negative cosine, as (first, last) step; past ``limit`` stretches
+    the nearest ones are merged."""
     steps, cos = np.asarray(steps), np.asarray(cos, dtype=float)
     bad = np.isfinite(cos) & (cos < 0)
     stretches: list[list[int]] = []
@@ -212,8 +212,11 @@ def describe(table, demo: str | None = None) -> list[str]:
         if share == 0:
             words.append(f"{a} and {b} never conflict (cosine >= 0 on every measured step).")
         else:
-            words.append(f"{a} and {b} conflict (cosine < 0) on {share:.0%} of the measured steps where both pull; "
-                         f"the mean cosine is {finite.mean():+.2f}, the lowest {finite.min():+.2f}.")
+            first, last = max(conflicts(table["step"], cos), key=lambda stretch: stretch[1] - stretch[0])
+            longest = f"step {first}" if first == last else f"steps {first} to {last}"
+            words.append(f"{a} and {b} conflict (cosine < 0) on {share:.0%} of the measured steps where both pull "
+                         f"(the longest stretch: {longest}); the mean cosine is {finite.mean():+.2f}, the lowest "
+                         f"{finite.min():+.2f}.")
         if finite.mean() < -0.8:
             words.append(f"{a} and {b} nearly cancel: training sits where their pulls balance, and a weight on "
                          f"one of them (a penalty, alpha) moves that balance point.")

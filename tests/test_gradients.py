@@ -242,7 +242,11 @@ def test_charts_of_the_probe():
     assert {t.name for t in norms.data} == {"A value", "A policy", "A l2"}
     assert list(norms.data[0].x) == [1, 2, 4, 6, 8, 10, 12]  # the measured steps only
     cos = charts.term_cosine_chart(runs, every=2)
-    assert len(cos.data) == 3 and cos.layout.yaxis.range == (-1.05, 1.05)
+    lines = [t for t in cos.data if t.mode != "none"]
+    assert [t.name for t in lines] == ["A value vs policy", "A value vs l2", "A policy vs l2"]
+    assert cos.layout.yaxis.range == (-1.05, 1.05)
+    shade = next(t for t in cos.data if t.mode == "none")  # the conflicts: the area between min(cos, 0) and 0
+    assert shade.fill == "tozeroy" and np.nanmax(np.asarray(shade.y, dtype=float)) <= 0
     heat = charts.term_share_heatmap(recs[-1], "(A)")
     assert list(heat.data[0].x) == ["value", "policy", "l2"]
     z = np.array(heat.data[0].z, dtype=float)
