@@ -1,8 +1,9 @@
 """Run scheduling for one process serving many people: at most ``slots`` runs train at once (default: the
 number of cores), the others wait in a FIFO queue and can see how many runs are ahead of them.
 
-A training job holds a slot for a stretch of chunks and gives it back between chunks whenever someone is
-waiting, so one endless Play cannot starve the room; a waiting job that is stopped leaves the queue.
+A training job holds a slot for a stretch of chunks and gives it back between chunks when someone is waiting:
+after one chunk when a newcomer (an owner that never held a slot) waits, after a short slice otherwise, so one
+endless Play cannot starve the room; a waiting job that is stopped leaves the queue.
 """
 
 from __future__ import annotations

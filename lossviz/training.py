@@ -15,7 +15,8 @@ two browser sessions never share weights.
 
 A record is a flat dict whose keys are the CSV columns: ``step``, ``loss``, ``loss:<term>``,
 ``grad_norm``, ``grad_norm:<layer>``, ``nonfinite``, ``first_nonfinite``, ``nonfinite_in``, ``alpha``
-(two-branch only), ``metric:<name>``.
+(two-branch only), ``metric:<name>``, and with the per-term gradient probe (``term_grads``, see ``gradients``)
+``grad_norm@<term>``, ``grad_norm@<term>:<layer>``, ``cos:<term_a>|<term_b>``.
 """
 
 from __future__ import annotations

@@ -134,6 +134,9 @@ def test_page_trains_and_draws(server, browser, name):
     page.locator(".js-plotly-plot").nth(4).wait_for(timeout=30_000)
     _no_exception(page)
     assert page.get_by_text("120 / 120 steps").count() >= 1
+    if name != "max_mse":  # a loss with terms: each term's own gradient, after the run
+        page.get_by_role("heading", name="Gradient anatomy").wait_for(timeout=30_000)
+        page.get_by_text("Share of each layer's gradient").first.wait_for(timeout=30_000)
     if name == "max_mse":  # a stability map over the default grid: lr (4 values) x variant (3)
         steps_per_run = page.get_by_label("steps per run", exact=True)
         steps_per_run.fill("60")
