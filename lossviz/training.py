@@ -345,6 +345,7 @@ _POOL_LOCK = threading.Lock()
 
 _BUILD_LOCK = threading.Lock()  # Keras builds one model at a time
 _STRUCTURE_LOCKS: dict[tuple, threading.Lock] = {}
+_BUILT: set[tuple] = set()  # structures an engine has been built for in this process
 
 
 def _take_free(key: tuple) -> Engine | None:
@@ -358,14 +359,22 @@ def _take_free(key: tuple) -> Engine | None:
         return engine
 
 
-def acquire(demo: demos.Demo, settings: Mapping[str, Any],
-            prepare: Callable[[Engine], None] | None = None) -> Engine:
+ENGINE_PATIENCE = 0.5  # seconds a run may wait for an engine of its structure to be given back, see acquire
+
+
+def acquire(demo: demos.Demo, settings: Mapping[str, Any], prepare: Callable[[Engine], None] | None = None,
+            share: Callable[[], bool] = lambda: False) -> Engine:
     """A free engine for these graph-shaping settings, or a new one, built and then ``prepare``-d (its step
-    traced). One engine of a structure is built at a time: a room pressing Train together traces one step
-    first, and the runs after it take that engine when it is given back between chunks, instead of all
-    tracing at once under the GIL."""
+    traced). One engine of a structure is built at a time, and while ``share()`` holds (runs that have not
+    trained yet are waiting) a run first waits up to ENGINE_PATIENCE for an engine of its structure to be given
+    back: a room pressing Train together traces one step, and the runs take turns on that engine a chunk each
+    (their first records come quickly) instead of tracing more engines under the GIL first."""
     key = config.structure(demo.name, settings)
     engine = _take_free(key)
+    deadline = time.perf_counter() + ENGINE_PATIENCE
+    while engine is None and key in _BUILT and share() and time.perf_counter() < deadline:
+        time.sleep(0.005)
+        engine = _take_free(key)
     if engine is not None:
         return engine
     with _POOL_LOCK:
@@ -378,6 +387,7 @@ def acquire(demo: demos.Demo, settings: Mapping[str, Any],
             engine = Engine(demo, settings)
         if prepare is not None:
             prepare(engine)
+        _BUILT.add(key)
         return engine
 
 
@@ -436,6 +446,7 @@ class Trainer:
         self.stopped = False  # set once a non-finite step ends a stop-on-nonfinite run
         self._changes_lock = threading.Lock()
         self._pending: dict[str, Any] = {}  # from ``set``: applies before the next step computed
+        self.share_engine: Callable[[], bool] = lambda: False  # wait for a busy engine (see ``acquire``)
         self._scheduled: dict[int, dict[str, Any]] = {}  # from ``at``: step -> knobs applied from that step on
 
     def _hyperparameters(self) -> dict[str, tf.Tensor]:
@@ -494,7 +505,7 @@ class Trainer:
         """The run's engine, with the run's state: new weights from the seed the first time, the saved state
         after ``suspend``."""
         if self._engine is None:
-            engine = acquire(self.demo, self.settings, prepare=self._trace)
+            engine = acquire(self.demo, self.settings, prepare=self._trace, share=self.share_engine)
             if self._initial_weights is None:
                 engine.reset(self.seed, config.effective_lr(self.demo.name, self.settings))
                 self._initial_weights = engine.weights()
@@ -662,6 +673,7 @@ class TrainingJob:
                  scheduler: Scheduler | None = None):
         self.trainer = Trainer(demo, settings, seed, stop_on_nonfinite)
         self.scheduler = scheduler or SCHEDULER
+        self.trainer.share_engine = lambda: self.scheduler.newcomer_waiting
         self.steps = None if steps is None else int(steps)
         self.chunk = chunk
         self.error: str | None = None

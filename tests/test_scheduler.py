@@ -197,3 +197,21 @@ def test_newcomers_are_told_apart_from_runs_that_trained_before():
     scheduler.release(second)
     again.join(5)
     scheduler.release(first)
+
+
+def test_a_run_takes_the_busy_engine_when_it_comes_back_while_newcomers_wait(monkeypatch):
+    """While runs that have not trained wait, a run waits up to ENGINE_PATIENCE for the engine of its structure
+    instead of tracing a second one; with nobody waiting it builds its own at once."""
+    from collections import OrderedDict
+
+    from lossviz import demos, settings as config
+
+    monkeypatch.setattr(training, "_POOL", OrderedDict())
+    demo, settings = demos.get_demo("max-mse"), config.resolve("max-mse", {})
+    first = training.acquire(demo, settings)
+    threading.Timer(0.1, training.release, args=(first,)).start()
+    assert training.acquire(demo, settings, share=lambda: True) is first
+    other = training.acquire(demo, settings, share=lambda: False)
+    assert other is not first
+    training.release(first)
+    training.release(other)
