@@ -22,7 +22,7 @@ def _axis_values(demo: str, key: str, slot: str, base: dict[str, Any]) -> list[A
     if p.kind == "choice":
         return st.multiselect(f"{key} values", p.choices, default=list(p.choices), key=f"{demo}:sweep:{slot}:values")
     if p.kind == "alpha":
-        text = st.text_input(f"{key} values (comma separated)", "0.1,0.5,0.9,trainable,uncertainty,gradnorm,pcgrad",
+        text = st.text_input(f"{key} values (comma separated)", ",".join(["0.1", "0.5", "0.9", *p.choices]),
                              key=f"{demo}:sweep:{slot}:text")
         return [v.strip() for v in text.split(",") if v.strip()]
     low_default = p.default / 100 if p.log_scale and p.default > 0 else (p.default if p.default else 0.0)

@@ -199,10 +199,6 @@ class Demo:
     def parts_of(self, terms, hp, extra, settings):
         return self.parts(terms, hp, extra, settings) if self.parts is not None else dict(terms)
 
-    def has_term_grads(self, settings: Mapping[str, Any]) -> bool:
-        """Whether the per-term gradient probe is on for these settings (a demo with two terms or more)."""
-        return len(self.term_names) > 1 and config.term_period(settings.get("term_grads", "off")) > 0
-
     def metrics_of(self, settings: Mapping[str, Any]) -> tuple[str, ...]:
         return self.metric_names(settings) if callable(self.metric_names) else self.metric_names
 

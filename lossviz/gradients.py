@@ -41,22 +41,29 @@ def _squares(grads: Sequence[tf.Tensor]) -> tf.Tensor:
     return tf.stack([tf.reduce_sum(tf.square(g)) for g in grads])
 
 
+def norms(grads: Sequence[tf.Tensor], groups: Mapping[str, Sequence[int]]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """A gradient's global norm and its norm per group of variables (``groups``: layer -> indices of its
+    variables), from one vector of per-variable sums of squares."""
+    squares = _squares(grads)
+    return (tf.sqrt(tf.reduce_sum(squares)),
+            {name: tf.sqrt(tf.reduce_sum(tf.gather(squares, list(idx)))) for name, idx in groups.items()})
+
+
+def _cosine(d: tf.Tensor, na: tf.Tensor, nb: tf.Tensor) -> tf.Tensor:
+    return tf.math.divide_no_nan(d, na * nb)
+
+
 def cosine(a: Sequence[tf.Tensor], b: Sequence[tf.Tensor]) -> tf.Tensor:
     """cos(a, b) over all variables; 0 when either gradient is zero, NaN when either has a NaN."""
-    na, nb = tf.sqrt(tf.reduce_sum(_squares(a))), tf.sqrt(tf.reduce_sum(_squares(b)))
-    return tf.math.divide_no_nan(dot(a, b), na * nb)
+    return _cosine(dot(a, b), norms(a, {})[0], norms(b, {})[0])
 
 
 def anatomy(term_grads: Mapping[str, Sequence[tf.Tensor]], groups: Mapping[str, Sequence[int]]) -> tf.Tensor:
     """The probe's values in the order of :func:`columns`: each term's global gradient norm, its norm per
     layer (``groups``: layer -> indices of its variables), and the cosine of each pair of terms."""
-    norms, layer_norms = [], []
-    for grads in term_grads.values():
-        squares = _squares(grads)
-        norms.append(tf.sqrt(tf.reduce_sum(squares)))
-        layer_norms += [tf.sqrt(tf.reduce_sum(tf.gather(squares, list(idx)))) for idx in groups.values()]
-    cosines = [cosine(term_grads[a], term_grads[b]) for a, b in pairs(list(term_grads))]
-    return tf.stack(norms + layer_norms + cosines)
+    found = {term: norms(grads, groups) for term, grads in term_grads.items()}
+    cosines = [_cosine(dot(term_grads[a], term_grads[b]), found[a][0], found[b][0]) for a, b in pairs(list(term_grads))]
+    return tf.stack([found[t][0] for t in found] + [n for t in found for n in found[t][1].values()] + cosines)
 
 
 def total(term_grads: Sequence[Sequence[tf.Tensor]]) -> list[tf.Tensor]:
@@ -143,9 +150,11 @@ def pooled_shares(table, terms: Sequence[str], layers: Sequence[str]) -> np.ndar
     return _share(norms[finite].sum(axis=0)) if finite.any() else np.full(norms.shape[1:], np.nan)
 
 
-def global_shares(table, terms: Sequence[str]) -> np.ndarray:
-    """Each term's share of the summed global per-term gradient norms ((rows x terms) for a frame)."""
-    return _share(np.stack([np.asarray(table[f"grad_norm@{t}"], dtype=float) for t in terms], axis=-1))
+def pooled_global_shares(table, terms: Sequence[str]) -> np.ndarray:
+    """Each term's share of its global gradient norm summed over the rows with every term's norm finite."""
+    norms = np.stack([np.asarray(table[f"grad_norm@{t}"], dtype=float) for t in terms], axis=-1)
+    finite = np.isfinite(norms).all(axis=-1)
+    return _share(norms[finite].sum(axis=0)) if finite.any() else np.full(len(terms), np.nan)
 
 
 def pair_cosine(table, a: str, b: str) -> np.ndarray:

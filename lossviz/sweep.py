@@ -15,8 +15,10 @@ import os
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
 from . import settings as config
-from .records import first_nonfinite
+from .records import first_nonfinite, frame
 from .scheduler import SCHEDULER, Scheduler
 
 WORKER_ENV = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -61,22 +63,23 @@ def grid_points(demo: str, grids: Sequence[tuple[str, Sequence[Any]]],
 
 
 def _anatomy(demo: str, settings: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """The per-term gradient probe in one row (NaN with the probe off): the mean cosine over every pair of terms
-    and every measured step where both terms have a gradient, and each term's share of the per-term gradient
-    norms summed over the measured steps (as ``gradients.pooled_shares``, on the global norms)."""
+    """The per-term gradient probe in one row (NaN with the probe off), read as the page reads it: over the
+    measured steps with every term's norm finite, the mean cosine over every pair of terms where both have a
+    gradient (``gradients.pair_cosine``) and each term's share of the summed global norms."""
     row = dict.fromkeys(anatomy_columns(demo), math.nan)
     terms = config.TERMS[demo]
     every = config.term_period(settings.get("term_grads", "off"))
     if not row or not every or not records or f"grad_norm@{terms[0]}" not in records[0]:
         return row
-    measured = [r for r in records if every == 1 or r["step"] == 1 or r["step"] % every == 0]
-    measured = [r for r in measured if all(math.isfinite(r[f"grad_norm@{t}"]) for t in terms)]
-    cosines = [r[f"cos:{a}|{b}"] for r in measured for a, b in itertools.combinations(terms, 2)
-               if r[f"grad_norm@{a}"] > 0 and r[f"grad_norm@{b}"] > 0 and math.isfinite(r[f"cos:{a}|{b}"])]
-    row["mean_cos"] = sum(cosines) / len(cosines) if cosines else math.nan
-    sums = [sum(r[f"grad_norm@{t}"] for r in measured) for t in terms]
-    for t, part in zip(terms, sums):
-        row[f"share:{t}"] = part / sum(sums) if sum(sums) > 0 else math.nan
+    from . import gradients  # (TensorFlow is loaded in the workers that summarise)
+
+    table = frame(records)
+    table = table[gradients.measured_steps(table["step"], every)]
+    table = table[np.isfinite(table[[f"grad_norm@{t}" for t in terms]].to_numpy(dtype=float)).all(axis=1)]
+    cosines = np.concatenate([gradients.pair_cosine(table, a, b) for a, b in gradients.pairs(terms)])
+    if np.isfinite(cosines).any():
+        row["mean_cos"] = float(np.nanmean(cosines))
+    row.update({f"share:{t}": float(v) for t, v in zip(terms, gradients.pooled_global_shares(table, terms))})
     return row
 
 

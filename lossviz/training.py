@@ -90,9 +90,9 @@ class Engine:
         # as tensors, so no number of the run that built this engine can leak into a later run
         self.settings = dict(self.key[1:])
         self.model = demo.build(self.settings)
-        self.extra_init = {**demo.extra_variables(self.settings), **demo.extra_state(self.settings)}
+        trained = demo.extra_variables(self.settings)
+        self.extra_init = {**trained, **demo.extra_state(self.settings)}
         self.extra = {name: keras.Variable(np.float32(v), name=name) for name, v in self.extra_init.items()}
-        trained = list(demo.extra_variables(self.settings))
         trained_extra = [self.extra[name] for name in trained]
         self.variables = list(self.model.trainable_weights) + trained_extra
         self.optimizer = OPTIMIZERS[self.settings["optimizer"]](learning_rate=1e-3)
@@ -180,9 +180,7 @@ class Engine:
         if self.weighting == "pcgrad":
             return gradients.pcgrad(grads), []
         # GradNorm: the parts are w_i L_i / 2, so |grad_W L_i| = 2 |grad_W part_i| / w_i on the shared layer W
-        shared = self.groups[self.demo.shared_layer]
-        part_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.stack([tf.reduce_sum(tf.square(g[i])) for i in shared])))
-                               for g in grads])
+        part_norms = tf.stack([gradients.norms(g, self.groups)[1][self.demo.shared_layer] for g in grads])
         e = self.extra
         weights = tf.stack([tf.reshape(e["gradnorm_w1"], ()), tf.reshape(e["gradnorm_w2"], ())])
         losses = tf.stack([tf.reshape(terms[t], ()) for t in self.demo.term_names])
@@ -211,9 +209,7 @@ class Engine:
         del tape
 
         # reduce_sum of a stacked vector, not add_n: add_n sums many inputs in no fixed order
-        squares = tf.stack([tf.reduce_sum(tf.square(g)) for g in grads])
-        layer_norms = [tf.sqrt(tf.reduce_sum(tf.gather(squares, idx))) for idx in self.groups.values()]
-        global_norm = tf.sqrt(tf.reduce_sum(squares))
+        global_norm, layer_norms = gradients.norms(grads, self.groups)
         loss_bad = tf.cast(tf.logical_not(tf.math.is_finite(loss)), tf.int32)
         grad_bad = tf.stack([_count_nonfinite(g) for g in grads])
 
@@ -255,7 +251,7 @@ class Engine:
         else:
             found = self.demo.metrics(self.model, out, (inputs, targets), hp, self.extra, self.settings)
             metric_vector = _vector([found[m] for m in self.layout.metrics])
-        values = [loss] + [terms[t] for t in self.layout.terms] + [global_norm] + layer_norms
+        values = [loss] + [terms[t] for t in self.layout.terms] + [global_norm] + list(layer_norms.values())
         values.append(tf.cast(nonfinite, tf.float32))
         if self.layout.has_alpha:
             values.append(self.demo.alpha(hp, self.extra, self.settings))
