@@ -1,4 +1,5 @@
-"""How much the live page's redraws slow training, and whether a redraw gets slower as the history grows.
+"""How much the live page's redraws slow training, what a redraw weighs, and whether it gets slower or heavier as
+the history grows.
 
 Two cases, each run alone and with a second thread that rebuilds and serialises every chart of the page every
 REDRAW_SECONDS from a bounded window of the records (what the page's fragment does while a run trains):
@@ -9,9 +10,14 @@ REDRAW_SECONDS from a bounded window of the records (what the page's fragment do
   run (at most one chunk) and the redraw time per frame early and late in the run (flat: the charts draw a
   bounded window, whatever the history).
 
+What a redraw sends: the bytes of its figures as Streamlit serialises them (``plotly.io.to_json``), and its
+messages (one per element the live section draws: a status line per run, each chart, the anatomy heading, the
+pace caption, the column blocks), before (every point of the window, plotly's default template, float64, as the
+page drew them until issue 21) and after (thinned to the charts' widths, a lean template, float32).
+
     python benchmarks/live_redraw.py [--steps 10000] [--play-steps 5000]
 
-Aim: redraws cost training less than a fifth (ratio >= 0.8); the per-frame time does not grow.
+Aim: redraws cost training less than a fifth (ratio >= 0.8); the per-frame time and weight do not grow.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from lossviz import charts, records  # noqa: E402
 from lossviz.training import DEFAULT_CHUNK, Trainer, TrainingJob  # noqa: E402
 
 import numpy as np  # noqa: E402
+import plotly.io as pio  # noqa: E402
 
-REDRAW_SECONDS = 0.5  # as dashboard.common.REDRAW_SECONDS (not imported: it would import streamlit)
+REDRAW_SECONDS = 0.5  # the page's fastest pace (dashboard.pacing.LADDER; not imported: it imports streamlit)
 EVERY = 10  # the per-term gradient probe's default period (settings.TERM_GRADS_DEFAULT)
 KNOBS = {"sparse-penalty": [{"lr": 0.002}, {"penalty": 30.0}, {"lr": 0.001}, {"penalty": 10.0}],
          "policy-value": [{"lr": 0.002}, {"c": 1e-3}, {"lr": 0.001}, {"c": 1e-4}]}
@@ -38,12 +45,44 @@ KNOBS = {"sparse-penalty": [{"lr": 0.002}, {"penalty": 30.0}, {"lr": 0.001}, {"p
 def draw_page(job_records) -> float:
     """Build and serialise the live charts of one run as the page does; return the seconds it took."""
     start = time.perf_counter()
-    runs = {"A": records.window(job_records)}
-    figures = [charts.loss_chart(runs), charts.grad_norm_chart(runs), charts.metrics_chart(runs),
-               charts.layer_heatmap(runs["A"]),  # and the gradient anatomy (the probe is on by default)
-               charts.term_grad_chart(runs, EVERY), charts.term_cosine_chart(runs, EVERY)]
-    sum(len(f.to_json()) for f in figures)
+    figures = charts.live_figures({"A": records.window(job_records)}, EVERY)
+    sum(len(pio.to_json(f, validate=False)) for f in figures.values())
     return time.perf_counter() - start
+
+
+def _as_before(figure) -> None:
+    """A figure as the page drew it before issue 21: plotly's default template, float64 and int64 arrays."""
+    figure.update_layout(template="plotly")
+    for trace in figure.data:
+        for axis in ("x", "y", "z"):
+            values = getattr(trace, axis, None)
+            if isinstance(values, np.ndarray) and values.dtype.kind in "fi":
+                setattr(trace, axis, values.astype(np.float64 if values.dtype.kind == "f" else np.int64))
+
+
+def weight(runs: dict, thinned: bool) -> tuple[int, int]:
+    """(bytes, messages) of one redraw of ``runs`` (label -> records); ``thinned=False``: as before issue 21."""
+    figures = charts.live_figures({label: records.window(r) for label, r in runs.items()}, EVERY, thinned=thinned)
+    if not thinned:
+        for figure in figures.values():
+            _as_before(figure)
+    size = sum(len(pio.to_json(f, validate=False)) for f in figures.values())
+    # a status line per run, the charts, the anatomy heading, the pace caption, two blocks of two columns
+    messages = len(runs) + len(figures) + ("term_grad_chart" in figures) + 1 + 2 * 3
+    return size, messages
+
+
+def redraw_weight(demo: str, steps: int = 4000) -> str:
+    """Bytes and messages per redraw of one run and of a compared pair, before and after thinning."""
+    with Trainer(demo, {}) as a, Trainer(demo, {"lr": 2e-3}) as b:
+        list(a.run(steps))
+        list(b.run(steps))
+        parts = []
+        for runs in ({"A": a.records}, {"A": a.records, "B": b.records}):
+            (before, messages), (after, _) = weight(runs, False), weight(runs, True)
+            parts.append(f"{len(runs)} run{'s' if len(runs) > 1 else ''}: {before / 1024:.0f} KiB -> "
+                         f"{after / 1024:.0f} KiB ({before / after:.1f}x lighter), {messages} messages")
+    return f"{demo:15s} one redraw at step {steps:,}: " + "; ".join(parts)
 
 
 def _turn_knobs(job: TrainingJob, demo: str, until: int, every: int, asked: list[tuple[int, str, float]]) -> None:
@@ -116,6 +155,8 @@ def main() -> None:
     parser.add_argument("--play-steps", type=int, default=5000)
     args = parser.parse_args()
     print(f"CPU cores: {os.cpu_count()}, redraw every {REDRAW_SECONDS}s, chunk {DEFAULT_CHUNK} steps")
+    for demo in ("sparse-penalty", "policy-value"):
+        print(redraw_weight(demo), flush=True)
     for demo in ("sparse-penalty", "policy-value"):
         print(frame_time_by_history(demo), flush=True)
     for demo in ("sparse-penalty", "policy-value"):

@@ -17,18 +17,15 @@ def _probed(current: dict[str, Any]) -> dict[str, Any]:
             if len(job.records) and gradients.probe_terms(job.records.columns or [])}
 
 
-def live(current: dict[str, Any], data: dict[str, Any]) -> None:
-    """Inside the live fragment: the per-term norms and the cosines of every probed run, redrawn as it trains."""
-    probed = _probed(current)
-    if not probed:
+def live(figures: dict[str, Any], every: int) -> None:
+    """Inside the live fragment: the per-term norms and the cosines of every probed run (``charts.live_figures``)."""
+    if "term_grad_chart" not in figures:
         return
-    every = next(iter(probed.values())).trainer.term_every
-    shown = {name: data[name] for name in probed if name in data}
     st.markdown("**Gradient anatomy**: each term's own gradient "
                 + (f"(measured every {every} steps)" if every > 1 else "(measured every step)"))
     left, right = st.columns(2)
-    left.plotly_chart(charts.term_grad_chart(shown, every), key="term_grad_chart")
-    right.plotly_chart(charts.term_cosine_chart(shown, every), key="term_cosine_chart")
+    left.plotly_chart(figures["term_grad_chart"], key="term_grad_chart")
+    right.plotly_chart(figures["term_cosine_chart"], key="term_cosine_chart")
 
 
 def section(demo: str, current: dict[str, Any]) -> None:

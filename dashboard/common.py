@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import keras
 import streamlit as st
 
-from lossviz import charts, surfaces
+from lossviz import charts, surfaces  # first: lossviz sets TensorFlow's environment (no oneDNN) before it loads
+
+import keras  # noqa: E402
 
 
 def _no_clear_session(*args, **kwargs) -> None:
@@ -37,7 +38,6 @@ NAVIGATION = (
     ("pages/4_Max_MSE.py", "Maximised MSE", ":material/trending_up:", "Max_MSE"),
     ("pages/5_Your_loss.py", "Your loss (a formula)", ":material/functions:", "Your_loss"),
 )
-REDRAW_SECONDS = 0.5  # live charts redraw at most twice a second, whatever the step rate
 
 FAMILIES: dict[str, dict[str, str]] = {
     "policy-value": {

@@ -11,8 +11,8 @@ import streamlit as st
 from lossviz import charts, links, records, training
 from lossviz import settings as config
 
-from . import anatomy, controls, landscape
-from .common import REDRAW_SECONDS, fmt, jobs
+from . import anatomy, controls, landscape, pacing
+from .common import fmt, jobs
 
 TABLE_ROWS = 200
 
@@ -161,30 +161,43 @@ def _schedule_note(demo: str) -> None:
 
 
 def _live(demo: str, running: bool) -> None:
-    @st.fragment(run_every=REDRAW_SECONDS if running else None)
+    pace = pacing.of_page(demo)
+    pace.asked = None  # a full run of the page declares the fragment again: the browser's timer restarts
+
+    @st.fragment(run_every=pace.interval if running else None)
     def live():
         current = jobs(demo)
+        draw = pacing.start(pace, running)
         names = labels(demo)
         scenario = st.session_state.get(f"{demo}:scenario")
         if scenario is not None:
             st.info(f"**Scenario: {scenario.title}.** {scenario.text}")
         for name, job in current.items():
+            job.watched()  # a Play run nobody draws pauses itself
             _status(names.get(name, name), job)
-        data = {names.get(name, name): records.window(job.records) for name, job in current.items()}
         _nan_panel(demo, current)
-        log_y = st.session_state.get(f"{demo}:log_y", False)
-        st.plotly_chart(charts.loss_chart(data, log_y=log_y), key="loss_chart")
-        c1, c2 = st.columns(2)
-        c1.plotly_chart(charts.grad_norm_chart(data), key="grad_chart")
-        c2.plotly_chart(charts.metrics_chart(data), key="metrics_chart")
-        for i, (name, recs) in enumerate(data.items()):
-            st.plotly_chart(charts.layer_heatmap(recs, f"({name})"), key=f"heatmap_{i}")
-        anatomy.live({names.get(name, name): job for name, job in current.items()}, data)
+        if draw:
+            _charts(current, names, st.session_state.get(f"{demo}:log_y", False))
+        pacing.done(pace, running)
         if running and not any(job.running for job in current.values()):
             st.rerun()  # the runs paused or ended: redraw the whole page once, with the final views
 
     live()
     st.checkbox("log scale for the loss", key=f"{demo}:log_y")
+
+
+def _charts(current: dict[str, training.TrainingJob], names: dict[str, str], log_y: bool) -> None:
+    """The live charts of the runs, from a bounded window of each run's records."""
+    data = {names.get(name, name): records.window(job.records) for name, job in current.items()}
+    every = next((job.trainer.term_every for job in current.values() if job.trainer.term_every), 0)
+    figures = charts.live_figures(data, every, log_y)
+    st.plotly_chart(figures["loss_chart"], key="loss_chart")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(figures["grad_chart"], key="grad_chart")
+    c2.plotly_chart(figures["metrics_chart"], key="metrics_chart")
+    for i in range(len(data)):
+        st.plotly_chart(figures[f"heatmap_{i}"], key=f"heatmap_{i}")
+    anatomy.live(figures, every)
 
 
 def _status(name: str, job: training.TrainingJob) -> None:

@@ -7,11 +7,12 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from . import controls, formula_view, live, scenarios, stability
+from . import controls, formula_view, live, scenarios, sessions, stability
 from .common import FAMILIES, analytic_figure, jobs, surface_figure
 
 
 def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> None:
+    sessions.watch()  # this session's runs stop once its browser is gone
     family = FAMILIES[demo]
     st.title(family["title"])
     st.markdown(family["problem"])

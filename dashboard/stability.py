@@ -11,8 +11,7 @@ from lossviz import charts, links, records
 from lossviz import settings as config
 from lossviz import sweep as sweeps
 
-from . import controls
-from .common import REDRAW_SECONDS
+from . import controls, pacing
 
 
 def _axis_values(demo: str, key: str, slot: str, base: dict[str, Any]) -> list[Any] | None:
@@ -63,7 +62,7 @@ def section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
     values_x = _axis_values(demo, key_x, "x", base)
     values_y = _axis_values(demo, key_y, "y", base) if key_y != "(none)" else None
     grids = [(key_x, values_x)] + ([(key_y, values_y)] if key_y != "(none)" else [])
-    job = st.session_state.get(f"{demo}:sweep_job")
+    job = st.session_state.setdefault("sweeps", {}).get(demo)
     running = job is not None and job.running
     b1, b2, _ = st.columns([1, 1, 4])
     if b1.button("Sweep", disabled=running, key=f"{demo}:sweep:start"):
@@ -73,7 +72,7 @@ def section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
             try:
                 job = sweeps.SweepJob(demo, grids, {k: v for k, v in base.items() if k not in dict(grids)},
                                       int(steps), seed)
-                st.session_state[f"{demo}:sweep_job"] = job
+                st.session_state["sweeps"][demo] = job
                 running = True
             except config.SettingError as e:
                 st.error(str(e))
@@ -85,8 +84,12 @@ def section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
                      + sweeps.anatomy_columns(demo))  # mean cosine between terms, each term's gradient share
     color = st.selectbox("colour by", color_options, key=f"{demo}:sweep:color")
 
-    @st.fragment(run_every=REDRAW_SECONDS if running else None)
+    pace = pacing.of_page(f"{demo}:sweep")
+    pace.asked = None
+
+    @st.fragment(run_every=pace.interval if running else None)
     def live_map():
+        draw = pacing.start(pace, running)
         rows = job.finished_rows()
         ahead = job.queue_position
         st.progress(len(rows) / max(len(job.points), 1), text=f"{len(rows)} of {len(job.points)} runs"
@@ -96,11 +99,13 @@ def section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
             st.error(f"the sweep ended with an error: {job.error}")
         x_vals = [v for v in job.grids[0][1]]
         y_vals = job.grids[1][1] if len(job.grids) > 1 else None
-        event = st.plotly_chart(charts.stability_map(rows, [k for k, _ in job.grids], x_vals, y_vals, color),
-                                key=f"{demo}:sweep:map", on_select="rerun", selection_mode="points")
-        picked = _picked_row(event, rows, job)
-        if picked is not None:
-            _load(demo, job, picked)
+        if draw:
+            event = st.plotly_chart(charts.stability_map(rows, [k for k, _ in job.grids], x_vals, y_vals, color),
+                                    key=f"{demo}:sweep:map", on_select="rerun", selection_mode="points")
+            picked = _picked_row(event, rows, job)
+            if picked is not None:
+                _load(demo, job, picked)
+        pacing.done(pace, running)
         if running and not job.running:
             st.rerun()
 

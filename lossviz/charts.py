@@ -22,14 +22,61 @@ Records = Sequence[dict[str, Any]]
 Runs = Mapping[str, Records]
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 DASHES = ("dash", "dot", "dashdot", "longdash")
+# Points per line of a live chart: about one per pixel of a full-width chart (half of it for a half-width one).
+# More cannot be seen, and every point is sent to the browser at every redraw.
+POINTS = 800
+HALF = POINTS // 2
+# plotly's default template is ~6.6 KB of JSON in every figure; Streamlit's theme styles the charts in the browser
+LEAN = go.layout.Template(layout=dict(colorway=COLORS))
 
 
 def _layout(fig: go.Figure, title: str, height: int = 360, subtitle: str | None = None) -> go.Figure:
     """Title (short: it fits a half-width chart at 1280 px), details in a subtitle, common margins."""
-    fig.update_layout(title=dict(text=title, subtitle=dict(text=subtitle)) if subtitle else title, height=height,
-                      margin=dict(l=50, r=20, t=70 if subtitle else 50, b=40),
-                      legend=dict(orientation="h", y=-0.2), hovermode="x unified")
+    fig.update_layout(**_frame(title, height, subtitle))
     return fig
+
+
+def _frame(title: str, height: int = 360, subtitle: str | None = None) -> dict[str, Any]:
+    return dict(title=dict(text=title, subtitle=dict(text=subtitle)) if subtitle else dict(text=title), height=height,
+                margin=dict(l=50, r=20, t=70 if subtitle else 50, b=40), template=LEAN,
+                legend=dict(orientation="h", y=-0.2), hovermode="x unified")
+
+
+def _figure(traces: list, title: str, height: int = 360, subtitle: str | None = None, shapes=(), notes=(),
+            **layout) -> go.Figure:
+    """A figure built in one call (plotly validates at every ``add_trace`` and ``update_layout``: too slow for
+    charts redrawn twice a second)."""
+    return go.Figure(data=traces, layout={**_frame(title, height, subtitle), "shapes": list(shapes),
+                                          "annotations": list(notes), **layout})
+
+
+def thin(x, y, points: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """A line's points as compact arrays (int32 steps, float32 values), at most ``points`` of them: MinMaxLTTB
+    (Van Der Donckt et al. 2022, via tsdownsample) keeps every spike and every NaN gap the eye would see at one
+    point per pixel. ``points=None`` keeps all."""
+    x = np.asarray(x)
+    y = np.asarray(y, dtype=np.float64)
+    x = x.astype(np.int32) if x.dtype.kind in "iu" and (not len(x) or abs(x).max() < 2**31) else x.astype(np.float64)
+    if points is not None and len(x) > points:
+        from tsdownsample import NaNMinMaxLTTBDownsampler
+
+        keep = NaNMinMaxLTTBDownsampler().downsample(np.ascontiguousarray(x), np.ascontiguousarray(y),
+                                                     n_out=max(points, 4))
+        x, y = x[keep], y[keep]
+    return x, y.astype(np.float32)
+
+
+def _line(x, y, points: int | None, **style) -> dict:
+    """A line of a live chart: non-finite values as gaps (they are marked apart), thinned to ``points``."""
+    x, y = thin(x, _finite(y), points)
+    return dict(type="scatter", x=x, y=y, mode="lines", **style)
+
+
+def _marks(rows: np.ndarray, points: int | None) -> np.ndarray:
+    """At most ``points`` of a set of marked rows, evenly spaced, the first and the last always kept."""
+    if points is None or len(rows) <= points:
+        return rows
+    return rows[np.unique(np.linspace(0, len(rows) - 1, points).round().astype(int))]
 
 
 def _finite(values) -> np.ndarray:
@@ -45,25 +92,33 @@ def _each_run(runs: Runs):
             yield label, df, COLORS[i % len(COLORS)]
 
 
-def _nonfinite_marks(fig, df: pd.DataFrame, y_col: str, color: str, name: str) -> None:
-    """Red crosses at the steps with a non-finite value, drawn at the last finite height of ``y_col``."""
-    bad = df[df["nonfinite"] > 0]
-    if bad.empty:
-        return
+def _nonfinite_marks(df: pd.DataFrame, y_col: str, color: str, name: str, points: int | None = HALF) -> list[dict]:
+    """Red crosses at the steps with a non-finite value (at most ``points`` of them, the first always), drawn at
+    the last finite height of ``y_col``; no trace for a finite run."""
+    rows = _marks(np.flatnonzero(df["nonfinite"].to_numpy() > 0), points)
+    if not len(rows):
+        return []
     height = pd.Series(_finite(df[y_col])).ffill().bfill().fillna(0.0).to_numpy()
-    where = df.index.get_indexer(bad.index)
+    bad = df.iloc[rows]
     text = [f"step {s}: {n} non-finite, first in {p or '?'}" for s, n, p in
             zip(bad["step"], bad["nonfinite"], bad["first_nonfinite"])]
-    trace = go.Scatter(x=bad["step"], y=height[where], mode="markers", name=f"{name} non-finite",
-                       marker=dict(symbol="x", size=9, color="red", line=dict(color=color, width=1)),
-                       text=text, hoverinfo="text")
-    fig.add_trace(trace)
+    x, y = thin(bad["step"], height[rows], None)
+    return [dict(type="scatter", x=x, y=y, mode="markers", name=f"{name} non-finite",
+                 marker=dict(symbol="x", size=9, color="red", line=dict(color=color, width=1)),
+                 text=text, hoverinfo="text")]
 
 
-def change_markers(fig: go.Figure, runs: Runs, xrefs: Sequence[str] = ("x",)) -> None:
-    """A dashed vertical line at every step where a run's knobs changed, labelled e.g. ``penalty 10 -> 50``
-    (prefixed by the run's name when several runs are drawn), on each x axis of ``xrefs``. Added in one layout
-    update: plotly's ``add_vline`` costs milliseconds a call, too much for a redraw."""
+def _vline(x: float, xref: str = "x", text: str = "", **line) -> tuple[dict, dict]:
+    """A vertical line across the plot and its label at the top (a shape and an annotation)."""
+    return (dict(type="line", xref=xref, yref="paper", x0=x, x1=x, y0=0, y1=1,
+                 line=line or dict(color="grey", dash="dash", width=1)),
+            dict(xref=xref, yref="paper", x=x, y=1, text=text, showarrow=False, xanchor="left", yanchor="bottom",
+                 font=dict(size=10, color=(line or {}).get("color", "grey"))))
+
+
+def change_markers(runs: Runs, xrefs: Sequence[str] = ("x",)) -> tuple[list[dict], list[dict]]:
+    """Shapes and annotations: a dashed vertical line at every step where a run's knobs changed, labelled e.g.
+    ``penalty 10 -> 50`` (prefixed by the run's name when several runs are drawn), on each x axis of ``xrefs``."""
     shapes, notes = [], []
     for label, records in runs.items():
         by_step: dict[int, list[str]] = {}
@@ -72,66 +127,80 @@ def change_markers(fig: go.Figure, runs: Runs, xrefs: Sequence[str] = ("x",)) ->
         prefix = f"{label.split(':')[0]}: " if len(runs) > 1 else ""
         for step, words in by_step.items():
             for xref in xrefs:
-                shapes.append(dict(type="line", xref=xref, yref="paper", x0=step, x1=step, y0=0, y1=1,
-                                   line=dict(color="grey", dash="dash", width=1)))
-                notes.append(dict(xref=xref, yref="paper", x=step, y=1, text=prefix + ", ".join(words),
-                                  showarrow=False, xanchor="left", yanchor="bottom", font=dict(size=10, color="grey")))
-    if shapes:
-        fig.update_layout(shapes=list(fig.layout.shapes) + shapes, annotations=list(fig.layout.annotations) + notes)
+                shape, note = _vline(step, xref, prefix + ", ".join(words))
+                shapes.append(shape)
+                notes.append(note)
+    return shapes, notes
 
 
-def loss_chart(runs: Runs, log_y: bool = False) -> go.Figure:
+def loss_chart(runs: Runs, log_y: bool = False, points: int | None = POINTS) -> go.Figure:
     """Total loss (solid) and each loss term (dashed) over steps, non-finite steps marked."""
-    fig = go.Figure()
+    traces = []
+    shapes, notes = change_markers(runs)
     for label, df, color in _each_run(runs):
-        fig.add_trace(go.Scatter(x=df["step"], y=_finite(df["loss"]), name=f"{label} loss",
-                                 line=dict(color=color, width=2)))
+        traces.append(_line(df["step"], df["loss"], points, name=f"{label} loss", line=dict(color=color, width=2)))
         terms = [c for c in df.columns if c.startswith("loss:")]
         for j, term in enumerate(terms):
-            fig.add_trace(go.Scatter(x=df["step"], y=_finite(df[term]), name=f"{label} {term[5:]}",
-                                     line=dict(color=color, width=1, dash=DASHES[j % len(DASHES)])))
-        _nonfinite_marks(fig, df, "loss", color, label)
+            traces.append(_line(df["step"], df[term], points, name=f"{label} {term[5:]}",
+                                line=dict(color=color, width=1, dash=DASHES[j % len(DASHES)])))
+        traces += _nonfinite_marks(df, "loss", color, label)
         first = df[df["nonfinite"] > 0]
         if not first.empty:
-            fig.add_vline(x=int(first["step"].iloc[0]), line=dict(color="red", dash="dot"),
-                          annotation_text=f"first NaN/inf ({label})", annotation_position="top left")
-    change_markers(fig, runs)
-    if log_y:
-        fig.update_yaxes(type="log")
-    fig.update_xaxes(title="step")
-    return _layout(fig, "Loss and its terms")
+            shape, note = _vline(int(first["step"].iloc[0]), text=f"first NaN/inf ({label})", color="red", dash="dot")
+            shapes.append(shape)
+            notes.append(note)
+    return _figure(traces, "Loss and its terms", shapes=shapes, notes=notes, xaxis=dict(title="step"),
+                   yaxis=dict(type="log") if log_y else {})
 
 
-def grad_norm_chart(runs: Runs) -> go.Figure:
+def grad_norm_chart(runs: Runs, points: int | None = HALF) -> go.Figure:
     """Global gradient norm (before clipping) over steps, log scale."""
-    fig = go.Figure()
+    traces = []
     for label, df, color in _each_run(runs):
-        fig.add_trace(go.Scatter(x=df["step"], y=_finite(df["grad_norm"]), name=label, line=dict(color=color)))
-        _nonfinite_marks(fig, df, "grad_norm", color, label)
-    change_markers(fig, runs)
-    fig.update_yaxes(type="log", title="global gradient norm")
-    fig.update_xaxes(title="step")
-    return _layout(fig, "Gradient norm")
+        traces.append(_line(df["step"], df["grad_norm"], points, name=label, line=dict(color=color)))
+        traces += _nonfinite_marks(df, "grad_norm", color, label)
+    shapes, notes = change_markers(runs)
+    return _figure(traces, "Gradient norm", shapes=shapes, notes=notes, xaxis=dict(title="step"),
+                   yaxis=dict(type="log", title="global gradient norm"))
 
 
-def layer_heatmap(records: Records, label: str = "") -> go.Figure:
-    """Per-layer gradient norms, layers x steps, coloured by log10(norm); non-finite cells marked."""
+def _spikiest_columns(values: np.ndarray, points: int | None) -> np.ndarray:
+    """At most ``points`` columns of a (rows x steps) matrix: in each of ``points`` equal buckets of steps, the
+    column holding the bucket's largest value (a spike stays visible), or its first non-finite one."""
+    n = values.shape[1]
+    if points is None or n <= points:
+        return np.arange(n)
+    score = np.where(np.isfinite(values), values, np.inf).max(axis=0) if len(values) else np.zeros(n)
+    score = np.where(np.isnan(score), -np.inf, score)
+    edges = np.linspace(0, n, points + 1).round().astype(int)
+    return np.array([a + int(np.argmax(score[a:b])) for a, b in zip(edges[:-1], edges[1:]) if b > a])
+
+
+def layer_heatmap(records: Records, label: str = "", points: int | None = POINTS) -> go.Figure:
+    """Per-layer gradient norms, layers x steps, coloured by log10(norm); non-finite cells marked. Past
+    ``points`` steps, each column is the largest of its stretch of steps."""
     df = frame(records)
     layers = [c for c in df.columns if c.startswith("grad_norm:")]
     values = df[layers].to_numpy(dtype=float).T if layers else np.zeros((0, 0))
+    keep = _spikiest_columns(values, points) if values.size else np.zeros(0, int)
+    values = values[:, keep] if values.size else values
+    steps = df["step"].to_numpy()[keep] if len(df) else np.zeros(0, int)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.where(np.isfinite(values) & (values > 0), np.log10(np.where(values > 0, values, 1.0)), np.nan)
     names = [c[len("grad_norm:"):] for c in layers]
-    fig = go.Figure(go.Heatmap(z=logs, x=df["step"] if len(df) else [], y=names, colorscale="Viridis",
-                               colorbar=dict(title="log10 norm"), hoverongaps=False,
-                               hovertemplate="step %{x}<br>%{y}<br>log10 norm %{z:.2f}<extra></extra>"))
+    x, _ = thin(steps, np.zeros(len(steps)), None)
+    traces = [dict(type="heatmap", z=logs.astype(np.float32), x=x, y=names, colorscale="Viridis",
+                   colorbar=dict(title="log10 norm"), hoverongaps=False,
+                   hovertemplate="step %{x}<br>%{y}<br>log10 norm %{z:.2f}<extra></extra>")]
     bad_layer, bad_step = np.nonzero(~np.isfinite(values)) if values.size else ([], [])
-    if len(bad_layer):
-        fig.add_trace(go.Scatter(x=df["step"].to_numpy()[bad_step], y=[names[i] for i in bad_layer], mode="markers",
-                                 marker=dict(symbol="x", color="red", size=6), name="non-finite"))
-    change_markers(fig, {label: records})
-    fig.update_xaxes(title="step")
-    return _layout(fig, f"Gradient norm per layer {label}".strip(), height=120 + 28 * max(len(names), 3))
+    shown = _marks(np.arange(len(bad_layer)), points)
+    if len(shown):
+        traces.append(dict(type="scatter", x=x[np.asarray(bad_step)[shown]],
+                           y=[names[i] for i in np.asarray(bad_layer)[shown]], mode="markers",
+                           marker=dict(symbol="x", color="red", size=6), name="non-finite"))
+    shapes, notes = change_markers({label: records})
+    return _figure(traces, f"Gradient norm per layer {label}".strip(), height=120 + 28 * max(len(names), 3),
+                   shapes=shapes, notes=notes, xaxis=dict(title="step"))
 
 
 def _probed(runs: Runs, every: int):
@@ -146,45 +215,44 @@ def _probed(runs: Runs, every: int):
 RUN_DASHES = ("solid", "dot", "dash", "dashdot")
 
 
-def term_grad_chart(runs: Runs, every: int = 1) -> go.Figure:
+def term_grad_chart(runs: Runs, every: int = 1, points: int | None = HALF) -> go.Figure:
     """Each term's own gradient norm over the measured steps, log scale: one colour per term, one dash per run."""
-    fig = go.Figure()
+    traces = []
     for label, df, dash in _probed(runs, every):
         for j, term in enumerate(gradients.probe_terms(df.columns)):
             values = np.asarray(df[f"grad_norm@{term}"], dtype=float)
-            fig.add_trace(go.Scatter(x=df["step"], y=np.where(np.isfinite(values) & (values > 0), values, np.nan),
-                                     name=f"{label} {term}", line=dict(color=COLORS[j % len(COLORS)], dash=dash)))
-            bad = ~np.isfinite(values)
-            if bad.any():
-                fig.add_trace(go.Scatter(x=df["step"][bad], y=np.ones(int(bad.sum())), mode="markers",
-                                         name=f"{label} {term} non-finite", text=[_word(v) for v in values[bad]],
-                                         marker=dict(symbol="x", color="red", size=9), hoverinfo="text+x"))
-    change_markers(fig, runs)
-    fig.update_yaxes(type="log", title="gradient norm of the term")
-    fig.update_xaxes(title="step")
-    return _layout(fig, "Gradient norm per term")
+            traces.append(_line(df["step"], np.where(values > 0, values, np.nan), points, name=f"{label} {term}",
+                                line=dict(color=COLORS[j % len(COLORS)], dash=dash)))
+            bad = _marks(np.flatnonzero(~np.isfinite(values)), points)
+            if len(bad):
+                x, y = thin(df["step"].to_numpy()[bad], np.ones(len(bad)), None)
+                traces.append(dict(type="scatter", x=x, y=y, mode="markers", name=f"{label} {term} non-finite",
+                                   text=[_word(v) for v in values[bad]], marker=dict(symbol="x", color="red", size=9),
+                                   hoverinfo="text+x"))
+    shapes, notes = change_markers(runs)
+    return _figure(traces, "Gradient norm per term", shapes=shapes, notes=notes, xaxis=dict(title="step"),
+                   yaxis=dict(type="log", title="gradient norm of the term"))
 
 
-def term_cosine_chart(runs: Runs, every: int = 1) -> go.Figure:
+def term_cosine_chart(runs: Runs, every: int = 1, points: int | None = HALF) -> go.Figure:
     """The cosine between each pair of terms' gradients over the measured steps, the zero line, and the area
     between the curve and zero shaded where they conflict (cosine < 0), in the pair's colour."""
-    fig = go.Figure()
+    traces = []
     for label, df, dash in _probed(runs, every):
         for j, (a, b) in enumerate(gradients.pairs(gradients.probe_terms(df.columns))):
             color = COLORS[(j + 3) % len(COLORS)]
-            cos = gradients.pair_cosine(df, a, b)  # gaps where a term has no gradient
+            x, cos = thin(df["step"], gradients.pair_cosine(df, a, b), points)  # gaps: a term has no gradient
             name = f"{label} {a} vs {b}"
-            fig.add_trace(go.Scatter(x=df["step"], y=np.minimum(cos, 0.0), fill="tozeroy", mode="none",
-                                     fillcolor=_translucent(color), name=f"{name} conflicts", legendgroup=name,
-                                     showlegend=False, hoverinfo="skip"))
-            fig.add_trace(go.Scatter(x=df["step"], y=cos, name=name, legendgroup=name, connectgaps=False,
-                                     line=dict(color=color, dash=dash)))
-    fig.add_hline(y=0, line=dict(color="black", width=1))
-    change_markers(fig, runs)
-    fig.update_yaxes(range=[-1.05, 1.05], title="cosine")
-    fig.update_xaxes(title="step")
-    return _layout(fig, "Cosine between terms",
-                   subtitle="shaded: the terms conflict (cosine < 0); gaps: a term has no gradient")
+            traces.append(dict(type="scatter", x=x, y=np.minimum(cos, 0.0), fill="tozeroy", mode="none",
+                               fillcolor=_translucent(color), name=f"{name} conflicts", legendgroup=name,
+                               showlegend=False, hoverinfo="skip"))
+            traces.append(dict(type="scatter", x=x, y=cos, name=name, legendgroup=name, connectgaps=False,
+                               line=dict(color=color, dash=dash)))
+    shapes, notes = change_markers(runs)
+    zero = dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=0, y1=0, line=dict(color="black", width=1))
+    return _figure(traces, "Cosine between terms", subtitle="shaded: the terms conflict (cosine < 0); gaps: a term "
+                   "has no gradient", shapes=[zero] + shapes, notes=notes, xaxis=dict(title="step"),
+                   yaxis=dict(range=[-1.05, 1.05], title="cosine"))
 
 
 def _translucent(color: str, alpha: float = 0.25) -> str:
@@ -208,20 +276,50 @@ def term_share_heatmap(record: Mapping[str, Any], label: str = "") -> go.Figure:
                    height=150 + 26 * max(len(layers), 3))
 
 
-def metrics_chart(runs: Runs) -> go.Figure:
-    """One panel per metric (and alpha where the demo has one), every run overlaid."""
+def _steps_only(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A piecewise-constant series (drawn as steps) by its changes: the first row, every row whose value
+    differs from the one before, and the last row; the same drawing from fewer points."""
+    if len(y) < 3:
+        return x, y
+    same = (y[1:] == y[:-1]) | (np.isnan(y[1:]) & np.isnan(y[:-1]))
+    keep = np.ones(len(y), bool)
+    keep[1:-1] = ~same[:-1]
+    return x[keep], y[keep]
+
+
+def metrics_chart(runs: Runs, points: int | None = HALF) -> go.Figure:
+    """One panel per metric (and alpha where the demo has one), every run overlaid. Metrics measured every
+    few steps are carried in between: each line keeps its changes only, then at most ``points`` points."""
     first = next((frame(r) for r in runs.values() if len(r)), pd.DataFrame())
     names = [c for c in first.columns if c.startswith("metric:") or c == "alpha"]
-    fig = make_subplots(rows=1, cols=max(len(names), 1), subplot_titles=[n.replace("metric:", "") for n in names])
+    axes = [f"{j + 1}" if j else "" for j in range(max(len(names), 1))]
+    traces = []
     for label, df, color in _each_run(runs):
         for j, name in enumerate(names):
             if name in df:
-                fig.add_trace(go.Scatter(x=df["step"], y=_finite(df[name]), name=label, legendgroup=label,
-                                         showlegend=j == 0, line=dict(color=color, shape="hv")), row=1, col=j + 1)
-    if names:
-        change_markers(fig, runs, xrefs=[f"x{j + 1}" if j else "x" for j in range(len(names))])
-    fig.update_xaxes(title="step")
-    return _layout(fig, "Metrics", height=320)
+                x, y = _steps_only(df["step"].to_numpy(), _finite(df[name]))
+                traces.append(_line(x, y, points, name=label, legendgroup=label, showlegend=j == 0,
+                                    line=dict(color=color, shape="hv"), xaxis=f"x{axes[j]}", yaxis=f"y{axes[j]}"))
+    shapes, notes = change_markers(runs, xrefs=[f"x{a}" for a in axes]) if names else ([], [])
+    return _figure(traces, "Metrics", height=320, shapes=shapes, notes=notes + _panel_titles(names, axes),
+                   **_side_by_side(axes))
+
+
+def _side_by_side(axes: Sequence[str], gap: float = 0.08) -> dict[str, dict]:
+    """Layout of one row of panels sharing nothing (what ``make_subplots(rows=1, cols=n)`` builds, without its cost)."""
+    width = (1.0 - gap * (len(axes) - 1)) / len(axes)
+    layout = {}
+    for j, a in enumerate(axes):
+        start = j * (width + gap)
+        layout[f"xaxis{a}"] = dict(domain=[start, start + width], anchor=f"y{a}", title="step")
+        layout[f"yaxis{a}"] = dict(anchor=f"x{a}")
+    return layout
+
+
+def _panel_titles(names: Sequence[str], axes: Sequence[str]) -> list[dict]:
+    """A title above each panel of ``_side_by_side``."""
+    return [dict(text=n.replace("metric:", ""), xref=f"x{a} domain", yref="paper", x=0.5, y=1.0, showarrow=False,
+                 xanchor="center", yanchor="bottom", font=dict(size=14)) for n, a in zip(names, axes)]
 
 
 def curves_chart(curves: Sequence[Curve], title: str = "The loss over its input") -> go.Figure:
@@ -462,3 +560,22 @@ def display(records) -> pd.DataFrame:
         if df[name].dtype.kind == "f":
             df[name] = [f"{v:.5g}" for v in df[name].tolist()]
     return df
+
+
+def live_figures(runs: Mapping[str, Any], every: int = 0, log_y: bool = False, thinned: bool = True
+                 ) -> dict[str, go.Figure]:
+    """Every chart the live section of a page redraws while runs train, by its place on the page: the loss and its
+    terms, the gradient norm, the metrics, a per-layer heatmap per run, and with the per-term probe (measured every
+    ``every`` steps; 0: off) each term's gradient norm and the cosines. ``runs``: label -> a bounded window of
+    the run's records (``records.window``). Thinned to what the charts' widths can show (``thinned=False``: every
+    point of the window, as the page drew them before)."""
+    full, half = (POINTS, HALF) if thinned else (None, None)
+    figures = {"loss_chart": loss_chart(runs, log_y=log_y, points=full), "grad_chart": grad_norm_chart(runs, half),
+               "metrics_chart": metrics_chart(runs, half)}
+    for i, (label, recs) in enumerate(runs.items()):
+        figures[f"heatmap_{i}"] = layer_heatmap(recs, f"({label})", half)  # cells of 2-3 px
+    probed = {label: recs for label, recs in runs.items() if len(recs) and gradients.probe_terms(frame(recs).columns)}
+    if every and probed:
+        figures["term_grad_chart"] = term_grad_chart(probed, every, half)
+        figures["term_cosine_chart"] = term_cosine_chart(probed, every, half)
+    return figures

@@ -22,6 +22,7 @@ A record is a flat dict whose keys are the CSV columns: ``step``, ``loss``, ``lo
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 import weakref
@@ -43,6 +44,10 @@ EVAL_EVERY = 10  # held-out metrics are measured at step 1 and every EVAL_EVERY 
 DEFAULT_CHUNK = 20
 SLICE_SECONDS = 0.25  # a run holds its slot this long when the runs waiting for one have all trained before
 MAX_SNAPSHOTS = 200
+# A Play run (no step budget) that no page has drawn for this long pauses itself: a closed or forgotten tab
+# leaves no endless run behind. LOSSVIZ_UNWATCHED_SECONDS shortens it (the tests do).
+UNWATCHED_SECONDS = float(os.environ.get("LOSSVIZ_UNWATCHED_SECONDS", "60"))
+UNWATCHED = "nobody is watching"
 
 
 @dataclass
@@ -662,6 +667,9 @@ class TrainingJob:
     changes numbers from the next chunk on, ``stop()`` ends the run. Weights and optimizer state carry over
     from one stretch to the next, so a paused and resumed run equals an uninterrupted one, bit for bit.
     ``error`` holds the message of an exception that ended it.
+
+    A page calls ``watched()`` whenever it draws the run. A stretch with no step budget (Play) that nobody has
+    watched for ``unwatched_seconds`` pauses itself after its chunk; its status says so, and ``play()`` goes on.
     """
 
     def __init__(self, demo: str, settings: Mapping[str, Any] | None, steps: int | None, seed: int = 0,
@@ -674,6 +682,9 @@ class TrainingJob:
         self.chunk = chunk
         self.error: str | None = None
         self.paused = not start
+        self.pause_reason: str | None = None  # UNWATCHED when it paused itself
+        self.unwatched_seconds = UNWATCHED_SECONDS
+        self._watched = time.monotonic()
         self._stop = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -686,6 +697,8 @@ class TrainingJob:
         """Train in a new thread up to step ``until`` (None: no end); the previous stretch has ended."""
         self._stop.clear()
         self.paused = False
+        self.pause_reason = None
+        self._watched = time.monotonic()
         left = None if until is None else until - self.trainer.step
         if left is not None and left < 1:
             self.paused = pause_after
@@ -696,10 +709,17 @@ class TrainingJob:
 
     def _work(self, left: int | None, pause_after: bool) -> None:
         """Train in stretches: wait for a slot, train chunk after chunk, and give the slot (and the engine) back
-        between chunks when another run waits, or when done."""
+        between chunks when another run waits, or when done (or, with no step budget, when nobody watches)."""
+        playing = left is None
+
+        def forgotten() -> bool:  # a Play that no page draws any more
+            return playing and self.unwatched
+
         try:
             while self.can_continue and not self._stop.is_set() and (left is None or left > 0):
-                if not self.scheduler.acquire(self, self._stop.is_set):
+                if forgotten() or not self.scheduler.acquire(self, lambda: self._stop.is_set() or forgotten()):
+                    if forgotten() and not self._stop.is_set():
+                        self.pause_reason = UNWATCHED
                     break
                 held = time.perf_counter()
                 try:
@@ -710,14 +730,14 @@ class TrainingJob:
                         if left is not None:
                             left -= self.trainer.step - before
                         if (self.trainer.step == before or self._stop.is_set() or not self.can_continue
-                                or (left is not None and left <= 0) or self._should_yield(held)):
+                                or (left is not None and left <= 0) or self._should_yield(held) or forgotten()):
                             break
                 finally:
                     self.scheduler.release(self)
                     self.trainer.suspend()
         except Exception as e:  # reported to the page, never raised into it
             self.error = f"{type(e).__name__}: {e}"
-        if pause_after and not self._stop.is_set():
+        if (pause_after or self.pause_reason) and not self._stop.is_set():
             self.paused = True
 
     def _should_yield(self, held: float) -> bool:
@@ -775,6 +795,14 @@ class TrainingJob:
         """Knob changes from the next chunk on; see :meth:`Trainer.set`."""
         self.trainer.set(**knobs)
 
+    def watched(self) -> None:
+        """A page has just drawn this run (a Play run nobody draws pauses itself, see ``unwatched_seconds``)."""
+        self._watched = time.monotonic()
+
+    @property
+    def unwatched(self) -> bool:
+        return time.monotonic() - self._watched > self.unwatched_seconds
+
     # -- state ----------------------------------------------------------------------------------------
 
     @property
@@ -804,11 +832,12 @@ class TrainingJob:
 
     @property
     def status(self) -> str:
-        """``queued``, ``running``, ``paused``, ``stopped`` (by ``stop()``) or ``finished``."""
+        """``queued``, ``running``, ``paused`` (``paused: nobody is watching`` when it paused itself), ``stopped``
+        (by ``stop()``) or ``finished``."""
         if self.running:
             return "queued" if self.queue_position is not None else "running"
         if self.paused and self.can_continue:
-            return "paused"
+            return f"paused: {self.pause_reason}" if self.pause_reason else "paused"
         if self._stopped and not self.finished:
             return "stopped"
         return "finished"

@@ -42,12 +42,12 @@ def require_chromium(path: str = CHROMIUM) -> str:
     pytest.skip(message)
 
 
-def _start_server():
+def _start_server(env: dict[str, str] | None = None):
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -264,3 +264,80 @@ def test_six_sessions_press_train_together_and_each_gets_its_own_run(server, bro
     finally:
         for context in contexts:
             context.close()
+
+
+def _play_status(page) -> tuple[str, int] | None:
+    found = re.search(r"A: defaults: ([a-z: ]+), step ([0-9,]+)", page.inner_text("body"))
+    return (found.group(1), int(found.group(2).replace(",", ""))) if found else None
+
+
+def test_a_slow_browser_plays_a_minute_and_keeps_its_session(server, browser):
+    """A client slowed six-fold (Chrome's CPU throttling through the DevTools protocol) plays for a minute: the
+    status keeps advancing, the redraws slow down instead of queueing, and the session still answers at the end
+    (a session dropped by a full send queue would not)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 3000})
+    page.goto(f"{server}/Sparse_penalty")
+    page.get_by_role("button", name="Play", exact=True).wait_for(timeout=60_000)
+    page.context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": 6})
+    page.get_by_role("button", name="Play", exact=True).click()
+    page.get_by_text(re.compile(r"A: defaults: running, step [1-9]")).wait_for(timeout=60_000)
+    steps, intervals = [], []
+    start = time.time()
+    while time.time() - start < 60:
+        page.wait_for_timeout(6_000)
+        status = _play_status(page)
+        assert status is not None and status[0] == "running", page.inner_text("body")[-1500:]
+        steps.append(status[1])
+        intervals += [float(x) for x in re.findall(r"redrawn every ([0-9.]+) s", page.inner_text("body"))]
+    assert all(b > a for a, b in zip(steps, steps[1:])), steps  # every sample of the status is further on
+    assert max(intervals) > 0.5, intervals  # the slow client is redrawn less often
+    page.get_by_role("button", name="Pause", exact=True).click()  # the session still answers
+    page.get_by_text(re.compile(r"A: defaults: paused, step [0-9,]+")).wait_for(timeout=60_000)
+    _no_exception(page)
+    page.close()
+
+
+def _cpu_percent(process, seconds: float = 3.0) -> float:
+    """The CPU share of a process and its children over ``seconds`` (100 = one core)."""
+    import psutil
+
+    def total():
+        procs = [process] + process.children(recursive=True)
+        return sum(sum(p.cpu_times()[:2]) for p in procs if p.is_running())
+
+    before = total()
+    time.sleep(seconds)
+    return 100.0 * (total() - before) / seconds
+
+
+@pytest.mark.parametrize("how, env", [
+    ("the run is not drawn any more", {"LOSSVIZ_UNWATCHED_SECONDS": "4", "LOSSVIZ_SESSION_GRACE_SECONDS": "600"}),
+    ("the session has no connection", {"LOSSVIZ_UNWATCHED_SECONDS": "600", "LOSSVIZ_SESSION_GRACE_SECONDS": "3"}),
+])
+def test_closing_a_playing_tab_brings_the_server_back_to_idle(browser, how, env):
+    """Play, close the tab: the server goes back to idle (under 10% of a core). The two ways, each alone with a
+    short setting (the defaults are 60 s unwatched and a 15 s grace): the Play run pauses itself once no page
+    draws it; the session's runs stop once Streamlit has no connection to it."""
+    import psutil
+
+    require_chromium()
+    proc, url = _start_server(env)
+    try:
+        server = psutil.Process(proc.pid)
+        context = browser.new_context(viewport={"width": 1400, "height": 1600})
+        page = context.new_page()
+        page.goto(f"{url}/Sparse_penalty")
+        page.get_by_role("button", name="Play", exact=True).click()
+        page.get_by_text(re.compile(r"A: defaults: running, step [1-9]")).wait_for(timeout=60_000)
+        page.wait_for_timeout(2_000)
+        assert _cpu_percent(server) > 50, "the run should be training"
+        context.close()
+        closed = time.time()
+        while _cpu_percent(server) >= 10:
+            assert time.time() - closed < 60, f"still busy a minute after the tab closed ({how})"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

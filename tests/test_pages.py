@@ -150,7 +150,7 @@ def test_stability_map_section_with_a_tiny_grid():
     at.number_input(key="sparse-penalty:sweep:x:count").set_value(2).run()
     at.number_input(key="sparse-penalty:sweep:steps").set_value(40).run()
     _button(at, "Sweep").click().run()
-    job = at.session_state["sparse-penalty:sweep_job"]
+    job = at.session_state["sweeps"]["sparse-penalty"]
     deadline = time.time() + 120
     while job.running:
         assert time.time() < deadline
