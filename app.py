@@ -7,8 +7,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # the shared p
 
 import streamlit as st  # noqa: E402
 
-from dashboard.common import NAVIGATION  # noqa: E402
+from dashboard import navigation  # noqa: E402  (no TensorFlow: the titles come first)
 
 st.set_page_config(page_title="lossviz", layout="wide")
-st.navigation([st.Page(path, title=title, icon=icon, url_path=url or None, default=not url)
-               for path, title, icon, url in NAVIGATION]).run()
+navigation.run()

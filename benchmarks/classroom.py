@@ -1,14 +1,17 @@
 """A classroom on one server: N sessions press Train at once (a 300-step policy-value run each) and poll their
-run as the page does; each N in a fresh process (a cold engine pool).
+run as the page does; each room in a fresh process, cold (nothing compiled yet) or warm (the server compiled
+the default structure before the first press, as the dashboard does when it starts).
 
-    python benchmarks/classroom.py [--sessions 8 16 32] [--steps 300] [--draw]
+    python benchmarks/classroom.py [--sessions 32 64] [--steps 300] [--draw]
 
-Prints, per N: whether every run completed, the time until the last run ended, min, p50 and p95 of the time from
-pressing Train to the run's first record, and the process's peak RSS. ``--draw`` also rebuilds each session's
-live charts on every poll (what a browser tab showing the page costs the server).
+Prints, per room: whether every run completed, the time until the last run ended, min, p50 and p95 of the time
+from pressing Train to the run's first record, and the process's peak RSS; beside them the machine's floor,
+measured in the same sitting in a fresh process: one cold run's first record (the trace and compile) plus N warm
+runs trained back to back. ``--draw`` also rebuilds each session's live charts on every poll.
 
-Aim (issue 11, on 2 cores, N = 32): every run completes, p95 time to the first record under 5 s, total under
-15 s, peak RSS under 1.2 GiB.
+Aims (issue 20, 2 cores): N = 32 cold: total within 1.1x the floor, first record p95 within 1.5 s of the cold
+trace, peak RSS 900 MiB or less, every run completes; N = 32 warm: first record p95 1.5 s or less; N = 64:
+measured.
 """
 
 from __future__ import annotations
@@ -27,11 +30,31 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 POLL_SECONDS = 0.5  # as the page's fragment
 
 
-def one_room(sessions: int, steps: int, draw: bool) -> dict:
+def floor(sessions: int, steps: int) -> dict:
+    """One cold run's first record, then ``sessions`` warm runs back to back."""
     sys.path.insert(0, os.path.dirname(HERE))
-    from lossviz import charts, records
-    from lossviz.training import TrainingJob
+    from lossviz.jobs import TrainingJob
 
+    start = time.perf_counter()
+    job = TrainingJob("policy-value", {}, steps)
+    while not len(job.records):
+        time.sleep(0.005)
+    cold = time.perf_counter() - start
+    job.wait()
+    start = time.perf_counter()
+    for seed in range(sessions):
+        TrainingJob("policy-value", {}, steps, seed=seed).wait()
+    warm = (time.perf_counter() - start) / sessions
+    return {"cold": cold, "warm_run": warm, "floor": cold + sessions * warm}
+
+
+def one_room(sessions: int, steps: int, draw: bool, warm: bool) -> dict:
+    sys.path.insert(0, os.path.dirname(HERE))
+    from lossviz import charts, records, training
+    from lossviz.jobs import TrainingJob
+
+    if warm:
+        training.warm(["policy-value"])
     first_record: list[float] = []
     done: list[bool] = []
     lock = threading.Lock()
@@ -40,7 +63,7 @@ def one_room(sessions: int, steps: int, draw: bool) -> dict:
     def session() -> None:
         go.wait()
         pressed = time.perf_counter()
-        job = TrainingJob("policy-value", {}, steps)  # the Train button
+        job = TrainingJob("policy-value", {}, steps, seed=len(first_record))  # the Train button
         seen_first = None
         while True:
             n = len(job.records)
@@ -68,27 +91,46 @@ def one_room(sessions: int, steps: int, draw: bool) -> dict:
     return {"sessions": sessions, "complete": sum(done), "total": total, "min": first_record[0],
             "p50": statistics.median(first_record),
             "p95": first_record[min(len(first_record) - 1, int(round(0.95 * (len(first_record) - 1))))],
-            "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_end_mib": _rss_now()}
+
+
+def _rss_now() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sessions", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument("--sessions", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--draw", action="store_true")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # run one room in this process
+    parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--floor", type=int, help=argparse.SUPPRESS)  # measure the floor in this process
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_room(args.one, args.steps, args.draw)))
+        print(json.dumps(one_room(args.one, args.steps, args.draw, args.warm)))
         return
-    print(f"CPU cores: {os.cpu_count()}, policy-value, {args.steps} steps a run, each N in a fresh process"
+    if args.floor:
+        print(json.dumps(floor(args.floor, args.steps)))
+        return
+    print(f"CPU cores: {os.cpu_count()}, policy-value, {args.steps} steps a run, each room in a fresh process"
           + (", charts redrawn on every poll" if args.draw else ""))
+
+    def fresh(*flags) -> dict:
+        cmd = [sys.executable, __file__, "--steps", str(args.steps), *flags] + (["--draw"] if args.draw else [])
+        return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+
     for n in args.sessions:
-        cmd = [sys.executable, __file__, "--one", str(n), "--steps", str(args.steps)] + (["--draw"] if args.draw else [])
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        r = json.loads(out)
-        print(f"N={n:3d}: {r['complete']} of {n} runs complete, last ended after {r['total']:5.1f} s, first record "
-              f"min {r['min']:4.1f} s p50 {r['p50']:4.1f} s p95 {r['p95']:4.1f} s, peak RSS {r['rss_mib']:6.0f} MiB", flush=True)
+        f = fresh("--floor", str(n))
+        print(f"N={n:3d} floor: cold trace {f['cold']:.1f} s + {n} x {f['warm_run']:.2f} s warm runs = "
+              f"{f['floor']:.1f} s", flush=True)
+        for warm in (False, True) if n == 32 else (False,):
+            r = fresh("--one", str(n), *(["--warm"] if warm else []))
+            print(f"N={n:3d} {'warm' if warm else 'cold'}: {r['complete']} of {n} runs complete, last ended after "
+                  f"{r['total']:5.1f} s ({r['total'] / f['floor']:.2f}x the floor), first record min {r['min']:4.1f} s "
+                  f"p50 {r['p50']:4.1f} s p95 {r['p95']:4.1f} s ({r['p95'] - f['cold']:+.1f} s from the cold trace), "
+                  f"peak RSS {r['rss_mib']:4.0f} MiB (at the end {r['rss_end_mib']:4.0f} MiB)", flush=True)
 
 
 if __name__ == "__main__":

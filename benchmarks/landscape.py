@@ -22,19 +22,19 @@ import tensorflow as tf  # noqa: E402
 
 
 def per_point(trainer, center, d1, d2, coords, samples: int) -> np.ndarray:
-    """The loop people write: set the weights, evaluate, next point."""
-    engine = trainer.engine
+    """The loop people write: assign the model's weights, evaluate, next point."""
+    compiled = trainer.compiled
     batch = trainer.eval_set.take(slice(0, samples))
 
     @tf.function
     def loss():
-        return engine.loss_and_terms(batch.inputs, batch.targets, trainer.hp)[0]
+        return compiled.loss_and_terms(batch.inputs, batch.targets, trainer.hp)[0]
 
     out = []
     for a, b in coords:
-        engine.set_weights([c + a * x + b * y for c, x, y in zip(center, d1, d2)])
+        for variable, c, x, y in zip(compiled.trained, center, d1, d2):
+            variable.assign(c + a * x + b * y)
         out.append(float(loss()))
-    engine.set_weights(center)
     return np.array(out)
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     with Trainer("policy-value", {}, seed=0) as trainer:
         list(trainer.run(200))
-        center = trainer.engine.weights()
+        center = trainer.weights()
         rng = np.random.default_rng(0)
         d1, d2 = (surfaces.filter_normalized_direction(center, rng) for _ in range(2))
         _, _, coords = surfaces._square_grid(args.resolution, -1, 1, -1, 1)

@@ -31,7 +31,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lossviz import charts, records  # noqa: E402
-from lossviz.training import DEFAULT_CHUNK, Trainer, TrainingJob  # noqa: E402
+from lossviz.jobs import TrainingJob  # noqa: E402
+from lossviz.training import DEFAULT_CHUNK, Trainer  # noqa: E402
 
 import numpy as np  # noqa: E402
 import plotly.io as pio  # noqa: E402

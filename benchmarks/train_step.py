@@ -3,8 +3,10 @@
     python benchmarks/train_step.py [--steps 2000] [--batch-size 32]
 
 Prints, per demo, ``model.fit`` and the trainer with the per-term gradient probe (``term_grads``) off, at its
-default (every 10th step) and at every step, with each ratio to ``model.fit`` from this one run (aims: the
-default >= 1.5x, every setting >= 1x, CPU only); then the two-branch weighting modes, trainer only.
+default (every 10th step) and at every step, with each ratio to ``model.fit`` from this one run (aims, issue 20:
+the default >= 5x on the dense net, >= 4x on policy-value; CPU only); the time to compile the step with XLA beside
+the time to trace the plain step; then the two-branch weighting modes, trainer only. The trainer is timed as a
+page's run trains: ``Trainer.advance`` (the records go to the run's log; no dict per record).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lossviz import losses, models  # noqa: E402  (first: it sets TensorFlow's environment)
+from lossviz import demos, losses, models, step  # noqa: E402  (first: it sets TensorFlow's environment)
 import keras  # noqa: E402
 from lossviz.training import Trainer  # noqa: E402
 
@@ -27,18 +29,39 @@ def fit_rate(model: keras.Model, loss, inputs, targets, steps: int, batch: int) 
     per_epoch = n // batch
     model.fit(inputs, targets, batch_size=batch, epochs=1, steps_per_epoch=min(per_epoch, 50), verbose=0)
     epochs = max(steps // per_epoch, 1)
-    start = time.perf_counter()
-    model.fit(inputs, targets, batch_size=batch, epochs=epochs, verbose=0, shuffle=True)
-    return epochs * per_epoch / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        model.fit(inputs, targets, batch_size=batch, epochs=epochs, verbose=0, shuffle=True)
+        best = max(best, epochs * per_epoch / (time.perf_counter() - start))
+    return best
+
+
+REPEATS = 3  # each figure is the best of this many (a shared 2-core machine: the worst is noise)
 
 
 def trainer_rate(demo: str, settings: dict, steps: int) -> float:
     with Trainer(demo, settings, seed=0) as trainer:
-        list(trainer.run(50))  # trace and warm up
-        start = time.perf_counter()
-        for _ in trainer.run(steps):
-            pass
-        return steps / (time.perf_counter() - start)
+        trainer.advance(50)  # compile and warm up
+        best = 0.0
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            trainer.advance(steps)
+            best = max(best, steps / (time.perf_counter() - start))
+        return best
+
+
+def compile_times(demo: str) -> str:
+    """Seconds to build and compile a fresh step of the demo's default structure, with XLA and plain."""
+    times = []
+    for xla in (True, False):
+        with Trainer(demo, {}, seed=0) as trainer:
+            fresh = step.Step(demos.get_demo(demo), trainer.settings)  # not the process's cached one
+            fresh.xla = xla
+            trainer._compiled = fresh
+            trainer.state = fresh.initial_state(0)
+            times.append(trainer.warm())
+    return f"compile: XLA {times[0]:.1f} s, plain trace {times[1]:.1f} s"
 
 
 PROBES = ("off", "every-10", "every")
@@ -75,7 +98,7 @@ def main() -> None:
     print(f"CPU cores: {os.cpu_count()}, batch {args.batch_size}, {args.steps} timed steps each")
     for name, bench in (("sparse-penalty (3x100 dense)", sparse_penalty), ("policy-value (conv, two heads)", policy_value)):
         trainer, fit = bench(args.steps, args.batch_size)
-        print(f"{name:32s} model.fit {fit:7.0f} steps/s")
+        print(f"{name:32s} model.fit {fit:7.0f} steps/s; {compile_times(name.split()[0])}")
         for probe, rate in trainer.items():
             print(f"{'':32s} trainer, term_grads={probe:8s} {rate:7.0f} steps/s   ratio {rate / fit:.2f}x")
     print("two-branch, trainer only (term_grads=every-10):")

@@ -11,6 +11,10 @@ from lossviz import charts, surfaces  # first: lossviz sets TensorFlow's environ
 
 import keras  # noqa: E402
 
+from .navigation import ROOT
+
+PAGE_DIR = ROOT / "pages"
+
 
 def _no_clear_session(*args, **kwargs) -> None:
     """Keras' ``clear_session``, turned off in the dashboard's process (see ``keep_training_smooth``)."""
@@ -21,7 +25,7 @@ def keep_training_smooth() -> None:
     (its ``_clean_problem_modules``) and ``gc.collect(2)``. In a server where other sessions train, that resets
     Keras' global state for every thread, clears TensorFlow's kernel cache and walks every object twice, under
     the GIL: with a live page redrawing twice a second, a run tracing its step was measured stuck at step 0 for
-    40 s. lossviz never needs ``clear_session`` (engines are pooled and reset per run), so the dashboard's
+    40 s. lossviz never needs ``clear_session`` (one compiled step per structure, a state per run), so the dashboard's
     process turns it off; the collection is turned off in ``.streamlit/config.toml`` (``runner.postScriptGC``:
     setting it from a script resets Streamlit's page navigation)."""
     keras.backend.clear_session = _no_clear_session
@@ -29,20 +33,10 @@ def keep_training_smooth() -> None:
 
 keep_training_smooth()
 
-# the dashboard's pages: (file, title in the navigation, icon, address); the first is the home page
-NAVIGATION = (
-    ("pages/home.py", "Home", ":material/home:", ""),
-    ("pages/1_Policy_value.py", "Policy / value (AlphaGo Zero)", ":material/grid_on:", "Policy_value"),
-    ("pages/2_Two_branch.py", "Two branches, weighted", ":material/call_split:", "Two_branch"),
-    ("pages/3_Sparse_penalty.py", "Sparse-penalty BCE", ":material/scatter_plot:", "Sparse_penalty"),
-    ("pages/4_Max_MSE.py", "Maximised MSE", ":material/trending_up:", "Max_MSE"),
-    ("pages/5_Your_loss.py", "Your loss (a formula)", ":material/functions:", "Your_loss"),
-)
-
 FAMILIES: dict[str, dict[str, str]] = {
     "policy-value": {
         "title": "Masked policy/value loss (AlphaGo Zero)",
-        "page": "pages/1_Policy_value.py",
+        "page": PAGE_DIR / "1_Policy_value.py",
         "problem": "A two-headed network whose loss needs both heads, and a legal-move mask. A popular answer "
                    "builds the mask from `pi == 1`: whenever the search spreads its visits over several moves, "
                    "that mask is empty and the policy head learns nothing. Here p is a softmax over the legal "
@@ -51,7 +45,7 @@ FAMILIES: dict[str, dict[str, str]] = {
     },
     "two-branch": {
         "title": "Weighted two-branch loss",
-        "page": "pages/2_Two_branch.py",
+        "page": PAGE_DIR / "2_Two_branch.py",
         "problem": "Two outputs of different shapes mixed by a weight alpha. Make alpha trainable and minimise "
                    "the loss over it, as suggested, and it runs to 0 or 1, switching a branch off; learned "
                    "uncertainty weighting (Kendall et al. 2018) does not.",
@@ -59,7 +53,7 @@ FAMILIES: dict[str, dict[str, str]] = {
     },
     "sparse-penalty": {
         "title": "Sparse-penalty binary cross-entropy",
-        "page": "pages/3_Sparse_penalty.py",
+        "page": PAGE_DIR / "3_Sparse_penalty.py",
         "problem": "Events in 2% of the hours. Plain BCE learns 'always 0'; the hand-written penalised loss "
                    "gives NaN; clipping makes it finite but flat (no gradient); the suggested per-batch "
                    "`K.switch` does not weight the positives at all. From logits it is exact.",
@@ -67,14 +61,14 @@ FAMILIES: dict[str, dict[str, str]] = {
     },
     "max-mse": {
         "title": "Maximised MSE",
-        "page": "pages/4_Max_MSE.py",
+        "page": PAGE_DIR / "4_Max_MSE.py",
         "problem": "A generator that must maximise an MSE. -MSE and a negative learning rate climb the same hill; "
                    "1/MSE only pushes the nearest points away and its gradient explodes near a zero residual.",
         "latex": r"-\tfrac{1}{n}\sum (\hat y - y)^2 \quad\text{or}\quad \tfrac{1}{n}\sum \frac{1}{(\hat y - y)^2 + \epsilon}",
     },
     "custom": {
         "title": "Your loss",
-        "page": "pages/5_Your_loss.py",
+        "page": PAGE_DIR / "5_Your_loss.py",
         "problem": "Type your own per-sample loss as a formula (or start from a preset) and get the whole treatment: "
                    "its curve and derivative, live training with its parameters as knobs, where it turns NaN, its "
                    "landscape and stability map, and a Keras class to copy. The text is parsed and compiled into "

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from lossviz import charts, links, records, training
+from lossviz.jobs import TrainingJob
 from lossviz import settings as config
 
 from . import anatomy, controls, landscape, pacing
@@ -26,7 +27,7 @@ def labels(demo: str) -> dict[str, str]:
 
 
 def start(demo: str, runs: dict[str, dict[str, Any]], steps: int | None, seed: int, stop_nan: bool,
-          compare_key: str | None) -> dict[str, training.TrainingJob]:
+          compare_key: str | None) -> dict[str, TrainingJob]:
     """Replace this session's jobs of the demo by new, not yet started ones (A, and B when compared), each
     with the schedule loaded from a scenario or an address."""
     for job in jobs(demo).values():
@@ -34,7 +35,7 @@ def start(demo: str, runs: dict[str, dict[str, Any]], steps: int | None, seed: i
     schedule = st.session_state.get(f"{demo}:schedule", {})
     new = {}
     for name, settings in runs.items():
-        job = training.TrainingJob(demo, settings, steps, seed=seed, stop_on_nonfinite=stop_nan, start=False)
+        job = TrainingJob(demo, settings, steps, seed=seed, stop_on_nonfinite=stop_nan, start=False)
         for step, key, value in schedule.get(name, []):
             try:
                 job.trainer.at(step, **{key: value})
@@ -142,9 +143,6 @@ def section(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any], 
         anatomy.section(demo, shown)
         landscape.section(demo, shown, _meta(demo))
         _tables(demo)
-        for job in current.values():  # the views are drawn: the models go back to the pool
-            if not job.running:
-                job.trainer.suspend()
 
 
 def _schedule_note(demo: str) -> None:
@@ -186,7 +184,7 @@ def _live(demo: str, running: bool) -> None:
     st.checkbox("log scale for the loss", key=f"{demo}:log_y")
 
 
-def _charts(current: dict[str, training.TrainingJob], names: dict[str, str], log_y: bool) -> None:
+def _charts(current: dict[str, TrainingJob], names: dict[str, str], log_y: bool) -> None:
     """The live charts of the runs, from a bounded window of each run's records."""
     data = {names.get(name, name): records.window(job.records) for name, job in current.items()}
     every = next((job.trainer.term_every for job in current.values() if job.trainer.term_every), 0)
@@ -200,7 +198,7 @@ def _charts(current: dict[str, training.TrainingJob], names: dict[str, str], log
     anatomy.live(figures, every)
 
 
-def _status(name: str, job: training.TrainingJob) -> None:
+def _status(name: str, job: TrainingJob) -> None:
     step, status = job.trainer.step, job.status
     ahead = job.queue_position
     if ahead is not None:
@@ -217,7 +215,7 @@ def _status(name: str, job: training.TrainingJob) -> None:
         st.error(f"{name} ended with an error: {job.error}")
 
 
-def _nan_panel(demo: str, current: dict[str, training.TrainingJob]) -> None:
+def _nan_panel(demo: str, current: dict[str, TrainingJob]) -> None:
     names = labels(demo)
     for name, job in current.items():
         recs = job.records
@@ -231,7 +229,7 @@ def _nan_panel(demo: str, current: dict[str, training.TrainingJob]) -> None:
                  + (f"In the formula: **{inside}**.  \n" if inside else "") + f"Most likely cause: {cause}")
 
 
-def _formula_diagnosis(job: training.TrainingJob) -> str | None:
+def _formula_diagnosis(job: TrainingJob) -> str | None:
     """The formula's first non-finite sub-expression (a replay of the run: computed once per run)."""
     cache = st.session_state.setdefault("formula_diagnosis", {})
     if id(job) not in cache:
@@ -262,11 +260,11 @@ def run_state(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any]
     return state
 
 
-def _initial(job: training.TrainingJob) -> dict[str, Any]:
+def _initial(job: TrainingJob) -> dict[str, Any]:
     return {**job.trainer.initial_settings, **records.knobs_of(job.records[0])}
 
 
-def _changes(job: training.TrainingJob) -> list[tuple[int, str, Any]]:
+def _changes(job: TrainingJob) -> list[tuple[int, str, Any]]:
     return [(step, key, new) for step, key, _, new in records.knob_changes(job.records)]
 
 
@@ -286,7 +284,7 @@ def _tables(demo: str) -> None:
         st.dataframe(charts.display(recs[-TABLE_ROWS:]), height=240, key=f"{demo}:table:{name}")
 
 
-def _csv(job: training.TrainingJob) -> str:
+def _csv(job: TrainingJob) -> str:
     """The run's CSV, built once per state of the run (a paused page reruns often)."""
     cache = st.session_state.setdefault("csv_cache", {})
     step, text = cache.get(id(job), (None, ""))

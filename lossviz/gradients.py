@@ -37,16 +37,21 @@ def dot(a: Sequence[tf.Tensor], b: Sequence[tf.Tensor]) -> tf.Tensor:
     return tf.reduce_sum(tf.stack([tf.reduce_sum(x * y) for x, y in zip(a, b)]))
 
 
-def _squares(grads: Sequence[tf.Tensor]) -> tf.Tensor:
+def squares(grads: Sequence[tf.Tensor]) -> tf.Tensor:
+    """Each tensor's sum of squares, stacked."""
     return tf.stack([tf.reduce_sum(tf.square(g)) for g in grads])
 
 
 def norms(grads: Sequence[tf.Tensor], groups: Mapping[str, Sequence[int]]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """A gradient's global norm and its norm per group of variables (``groups``: layer -> indices of its
     variables), from one vector of per-variable sums of squares."""
-    squares = _squares(grads)
-    return (tf.sqrt(tf.reduce_sum(squares)),
-            {name: tf.sqrt(tf.reduce_sum(tf.gather(squares, list(idx)))) for name, idx in groups.items()})
+    return norms_of(squares(grads), groups)
+
+
+def norms_of(sums: tf.Tensor, groups: Mapping[str, Sequence[int]]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """:func:`norms` from the per-variable sums of squares."""
+    return (tf.sqrt(tf.reduce_sum(sums)),
+            {name: tf.sqrt(tf.reduce_sum(tf.gather(sums, list(idx)))) for name, idx in groups.items()})
 
 
 def _cosine(d: tf.Tensor, na: tf.Tensor, nb: tf.Tensor) -> tf.Tensor:
@@ -76,7 +81,7 @@ def pcgrad(term_grads: Sequence[Sequence[tf.Tensor]]) -> list[tf.Tensor]:
     original gradient g_j it conflicts with, g_i <- g_i - (g_i . g_j) / |g_j|^2 g_j when g_i . g_j < 0, and
     the projected gradients are summed. The paper visits the other terms in random order; here they are
     visited in term order, so runs are reproducible (with two terms the order does not matter)."""
-    squared = [tf.reduce_sum(_squares(g)) for g in term_grads]
+    squared = [tf.reduce_sum(squares(g)) for g in term_grads]
     projected = []
     for i, g in enumerate(term_grads):
         g = list(g)

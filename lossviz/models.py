@@ -78,15 +78,21 @@ def glorot_uniform(rng: np.random.Generator, shape) -> np.ndarray:
     return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
 
-def initialize(model: keras.Model, seed: int) -> None:
-    """Set every kernel to Glorot-uniform and every bias to zero, from ``default_rng(seed)``, in layer order."""
+def initial_values(model: keras.Model, seed: int) -> list[np.ndarray]:
+    """New values of ``model.weights``, in order: every kernel Glorot-uniform and every bias zero, drawn from
+    ``default_rng(seed)`` in layer order (the model's variables are not touched)."""
     rng = np.random.default_rng(seed)
+    values = []
     for w in model.weights:
         shape = tuple(w.shape)
-        if w.path.endswith("kernel"):
-            w.assign(glorot_uniform(rng, shape))
-        else:
-            w.assign(np.zeros(shape, dtype=np.float32))
+        values.append(glorot_uniform(rng, shape) if w.path.endswith("kernel") else np.zeros(shape, np.float32))
+    return values
+
+
+def initialize(model: keras.Model, seed: int) -> None:
+    """Assign :func:`initial_values` to the model's own weights (for ``model.fit`` beside the trainer)."""
+    for w, value in zip(model.weights, initial_values(model, seed)):
+        w.assign(value)
 
 
 def layer_of(variable) -> str:

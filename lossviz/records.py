@@ -202,8 +202,9 @@ class RecordLog(Sequence):
             record[KNOB_PREFIX + name] = int(value) if name in self._int_knobs else value
         return record
 
-    def append(self, first_step: int, values: np.ndarray, codes: np.ndarray, knobs: Sequence[float]) -> list[dict]:
-        """Add a chunk of consecutive steps from ``first_step`` on, all under the same knobs; return its records."""
+    def append(self, first_step: int, values: np.ndarray, codes: np.ndarray, knobs: Sequence[float]) -> None:
+        """Add a chunk of consecutive steps from ``first_step`` on, all under the same knobs (the last
+        ``len(values)`` rows)."""
         k = len(values)
         if self._n + k > self._max:
             self._thin()
@@ -214,7 +215,6 @@ class RecordLog(Sequence):
         self._codes[rows] = codes
         self._knobs[rows] = np.asarray(knobs, np.float64)
         self._n += k
-        return self.take(range(rows.start, rows.stop))
 
     def _reserve(self, size: int) -> None:
         if size <= len(self._steps):

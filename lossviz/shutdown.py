@@ -2,35 +2,41 @@
 joined before the interpreter winds down (a thread still inside TensorFlow at exit can abort the process with
 "terminate called without an active exception"), and SIGTERM ends a command-line run as Ctrl-C does.
 
-``training`` registers :func:`stop_all` with ``atexit``; a server that stops on SIGTERM or SIGINT (Streamlit
+This module registers :func:`stop_all` with ``atexit``; a server that stops on SIGTERM or SIGINT (Streamlit
 does) therefore exits without an abort. :func:`terminate_as_interrupt` is for the main thread of a program.
 """
 
 from __future__ import annotations
 
+import atexit
 import signal
 import threading
 import time
 import weakref
 
 _JOBS: "weakref.WeakSet" = weakref.WeakSet()
+_PATIENCE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 JOIN_SECONDS = 4.0  # in all, for every job to end its chunk
+COMPILE_SECONDS = 60.0  # for a compile in flight (it cannot be interrupted, and it must not be cut at exit)
 
 
-def register(job) -> None:
-    """Track a training job (anything with ``stop()`` and ``wait(timeout)``) for :func:`stop_all`."""
+def register(job, patience: float | None = None) -> None:
+    """Track a training job (anything with ``stop()``, ``wait(timeout)`` and ``running``) for :func:`stop_all`;
+    ``patience``: how long it may take to stop, when longer than a chunk (a compile)."""
     _JOBS.add(job)
+    if patience is not None:
+        _PATIENCE[job] = patience
 
 
 def stop_all(timeout: float = JOIN_SECONDS) -> int:
-    """Stop every live job after its chunk and wait for them, ``timeout`` seconds in all; returns how many were
-    still running when asked."""
+    """Stop every live job after its chunk and wait for them, ``timeout`` seconds in all (longer for those
+    registered with more patience); returns how many were still running when asked."""
     jobs = [job for job in list(_JOBS) if job.running]
     for job in jobs:
         job.stop()
-    deadline = time.monotonic() + timeout
+    start = time.monotonic()
     for job in jobs:
-        job.wait(max(0.0, deadline - time.monotonic()))
+        job.wait(max(0.0, start + max(timeout, _PATIENCE.get(job, 0.0)) - time.monotonic()))
     return len(jobs)
 
 
@@ -43,3 +49,6 @@ def terminate_as_interrupt() -> None:
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+atexit.register(stop_all)  # no training thread is left inside TensorFlow when the interpreter ends

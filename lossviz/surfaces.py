@@ -248,17 +248,18 @@ def _unflat(vector: np.ndarray, like: list[np.ndarray]) -> list[np.ndarray]:
 class LossGrid:
     """The loss of a trainer's model at ``center + a * d1 + b * d2`` for many (a, b) per compiled call.
 
-    Each call evaluates up to ``points_per_call`` grid points with ``tf.vectorized_map``; the weights are
-    substituted through ``keras.StatelessScope``, so the model's own variables are never touched. The loss is
-    the demo's total loss on the first ``samples`` rows of the run's fixed evaluation sample.
+    Each call evaluates up to ``points_per_call`` grid points with ``tf.vectorized_map``; the trained values are
+    substituted through ``keras.StatelessScope`` (the run's other values as they are). The loss is the demo's
+    total loss on the first ``samples`` rows of the run's fixed evaluation sample.
     """
 
     def __init__(self, trainer, samples: int = 128, points_per_call: int = 256):
-        self.engine = trainer.engine
+        self.compiled = trainer.compiled
+        self.fixed = list(trainer.state.fixed)
         self.batch = trainer.eval_set.take(slice(0, samples))
         self.hp = trainer.hp
         self.points_per_call = points_per_call
-        self._fn = _grid_function(self.engine)
+        self._fn = _grid_function(self.compiled)
 
     def __call__(self, center, d1, d2, coords: np.ndarray, on_progress: Callable[[float], None] | None = None):
         as_tensors = lambda values: [tf.constant(v, tf.float32) for v in values]  # noqa: E731
@@ -268,7 +269,8 @@ class LossGrid:
         for start in range(0, len(coords), self.points_per_call):
             chunk = coords[start:start + self.points_per_call]
             padded = np.repeat(chunk, 2, axis=0) if len(chunk) == 1 else chunk  # pfor fails on one point
-            values = self._fn(center, d1, d2, tf.constant(padded), self.batch.inputs, self.batch.targets, self.hp)
+            values = self._fn(center, d1, d2, tf.constant(padded), self.fixed, self.batch.inputs,
+                              self.batch.targets, self.hp)
             out.append(values.numpy()[: len(chunk)])
             if on_progress:
                 on_progress(min((start + len(chunk)) / len(coords), 1.0))
@@ -280,27 +282,25 @@ class LossGrid:
         return float(self(weights, zeros, zeros, np.zeros((1, 2)))[0])
 
 
-def _grid_function(engine):
-    """One traced function per engine (cached on it): shapes are fixed by the engine's model."""
-    if getattr(engine, "_grid_fn", None) is not None:
-        return engine._grid_fn
-    import keras
-
-    variables = engine.variables
+def _grid_function(compiled):
+    """One traced function per structure (cached on its step): shapes are fixed by the structure's model."""
+    if getattr(compiled, "_grid_fn", None) is not None:
+        return compiled._grid_fn
 
     @tf.function(reduce_retracing=True)
-    def grid(center, d1, d2, coords, inputs, targets, hp):
+    def grid(center, d1, d2, coords, fixed, inputs, targets, hp):
         def loss_at(ab):
             values = [c + ab[0] * x + ab[1] * y for c, x, y in zip(center, d1, d2)]
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                out = engine.model(inputs, training=False)
-                _, total = engine.demo.terms(engine.model, out, (inputs, targets), hp, engine.extra, engine.settings)
+            with compiled.scope(values, fixed):
+                out = compiled.model(inputs, training=False)
+                _, total = compiled.demo.terms(compiled.model, out, (inputs, targets), hp, compiled.extra,
+                                               compiled.settings)
             return tf.cast(tf.reshape(total, ()), tf.float32)
 
         # convolutions with per-point filters fall back to a loop inside the graph; the rest is vectorised
         return tf.vectorized_map(loss_at, coords, fallback_to_while_loop=True)
 
-    engine._grid_fn = grid
+    compiled._grid_fn = grid
     return grid
 
 
@@ -316,7 +316,7 @@ def random_landscape(trainer, resolution: int = 41, span: float = 1.0, seed: int
     """The loss on ``[-span, span]^2`` around the current weights, along two filter-normalised random
     directions drawn from ``default_rng(seed)``."""
     _check_resolution(resolution)
-    center = trainer.engine.weights()
+    center = trainer.weights()
     rng = np.random.default_rng(seed)
     d1, d2 = filter_normalized_direction(center, rng), filter_normalized_direction(center, rng)
     alpha, beta, coords = _square_grid(resolution, -span, span, -span, span)
@@ -329,7 +329,7 @@ def trajectory_landscape(trainer, resolution: int = 41, margin: float = 0.25, sa
     """The loss on the plane of the top two PCA directions of ``w_i - w_final`` over the weight snapshots,
     centred on the final weights, with the snapshots projected on it (the training path)."""
     _check_resolution(resolution)
-    final = trainer.engine.weights()
+    final = trainer.weights()
     steps = np.array([s for s, _ in trainer.snapshots])
     diffs = np.stack([_flat(w) - _flat(final) for _, w in trainer.snapshots])
     if len(diffs) < 3 or not np.all(np.isfinite(diffs)):
@@ -349,7 +349,7 @@ def trajectory_landscape(trainer, resolution: int = 41, margin: float = 0.25, sa
 
 def interpolation(trainer, points: int = 41, low: float = -0.25, high: float = 1.25, samples: int = 128) -> Curve:
     """The loss along ``(1 - t) w_initial + t w_final`` (Goodfellow, Vinyals, Saxe 2015)."""
-    start, end = trainer.initial_weights, trainer.engine.weights()
+    start, end = trainer.initial_weights, trainer.weights()
     direction = [e - s for s, e in zip(start, end)]
     zeros = [np.zeros_like(w) for w in start]
     t = np.linspace(low, high, points)

@@ -5,10 +5,14 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # works however the page is started
 
+from dashboard import navigation  # noqa: E402
+
+navigation.enter(__file__)  # through the titled navigation, however the page was reached
+
 import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
-import dashboard  # noqa: E402
+from dashboard.page import demo_page  # noqa: E402
 from lossviz import charts, demos  # noqa: E402
 
 
@@ -27,4 +31,4 @@ def board_view(jobs):
 
 
 st.set_page_config(page_title="lossviz - policy/value", layout="wide")
-dashboard.demo_page("policy-value", board_view)
+demo_page("policy-value", board_view)

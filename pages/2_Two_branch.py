@@ -5,9 +5,13 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # works however the page is started
 
+from dashboard import navigation  # noqa: E402
+
+navigation.enter(__file__)  # through the titled navigation, however the page was reached
+
 import streamlit as st  # noqa: E402
 
-import dashboard  # noqa: E402
+from dashboard.page import demo_page  # noqa: E402
 from lossviz import charts  # noqa: E402
 
 
@@ -17,4 +21,4 @@ def trajectory_view(jobs):
 
 
 st.set_page_config(page_title="lossviz - two branches", layout="wide")
-dashboard.demo_page("two-branch", trajectory_view)
+demo_page("two-branch", trajectory_view)

@@ -5,9 +5,13 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # works however the page is started
 
+from dashboard import navigation  # noqa: E402
+
+navigation.enter(__file__)  # through the titled navigation, however the page was reached
+
 import streamlit as st  # noqa: E402
 
-import dashboard  # noqa: E402
+from dashboard.common import FAMILIES, analytic_figure  # noqa: E402
 from lossviz import settings as config  # noqa: E402
 
 st.set_page_config(page_title="lossviz", layout="wide")
@@ -17,17 +21,17 @@ st.markdown("Explore custom training losses of Keras models: pick a loss, turn i
 
 for row in (config.DEMO_NAMES[:2], config.DEMO_NAMES[2:4]):
     for column, demo in zip(st.columns(2), row):
-        family = dashboard.FAMILIES[demo]
+        family = FAMILIES[demo]
         with column.container(border=True):
             st.subheader(family["title"])
             st.markdown(family["problem"])
             st.latex(family["latex"])
-            figure = dashboard.analytic_figure(demo, tuple(sorted(config.defaults(demo).items())))
+            figure = analytic_figure(demo, tuple(sorted(config.defaults(demo).items())))
             figure.update_layout(height=300, title=None, showlegend=False)
             st.plotly_chart(figure, key=f"home_{demo}")
             st.page_link(family["page"], label=f"Open {family['title']}", icon="➡️")
 
-custom = dashboard.FAMILIES["custom"]
+custom = FAMILIES["custom"]
 with st.container(border=True):
     st.subheader(custom["title"])
     st.markdown(custom["problem"])

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from streamlit.testing.v1 import AppTest
 
-from lossviz import charts, data, demos, gradients, records, sweep, training
+from lossviz import charts, data, demos, gradients, records, step, sweep, training
 from lossviz import settings as config
 from test_pages import PAGES, _app, _train
 
@@ -38,13 +38,13 @@ def _quadratic_terms(model, out, batch, hp, extra, settings):
 @pytest.fixture
 def linear_demo(monkeypatch):
     """The two-branch demo's settings on a linear model y = x w with L1 = mean((y - a)^2), L2 = mean((y - b)^2);
-    a pool of its own, so no other test gets this engine."""
+    steps of its own, so no other test gets this structure's step."""
     demo = demos.Demo(name="two-branch", build=_linear_model,
                       make_data=lambda s, seed: data.Dataset({"x": X}, {"a": A, "b": B}),
                       terms=_quadratic_terms, metrics=lambda *a: {}, term_names=("branch_1", "branch_2"),
                       metric_names=(), numeric_keys=("alpha", "gradnorm_alpha"))
     monkeypatch.setitem(demos.DEMOS, "two-branch", demo)
-    monkeypatch.setattr(training, "_POOL", OrderedDict())
+    monkeypatch.setattr(step, "_STEPS", OrderedDict())
     return demo
 
 
@@ -84,19 +84,19 @@ def test_recorded_term_norms_and_cosine_equal_the_hand_computed_ones(linear_demo
 
 def test_the_terms_gradients_sum_to_the_total_gradient():
     settings = config.resolve("policy-value", {})
-    engine = training.acquire(demos.get_demo("policy-value"), settings)
-    try:
-        engine.reset(0, 1e-3)
-        batch = demos.get_demo("policy-value").make_data(settings, 0).take(np.arange(32))
-        hp = {"c": tf.constant(1e-2)}
-        with tf.GradientTape(persistent=True) as tape:
-            loss, terms, _ = engine.loss_and_terms(batch.inputs, batch.targets, hp)
-        parts = [engine._gradients(tape, terms[t]) for t in ("value", "policy", "l2")]
-        whole = engine._gradients(tape, loss)
-        for summed, g in zip(gradients.total(parts), whole):
-            np.testing.assert_allclose(summed.numpy(), g.numpy(), rtol=1e-5, atol=1e-7)
-    finally:
-        training.release(engine)
+    compiled = step.get(demos.get_demo("policy-value"), settings)
+    state = compiled.initial_state(0)
+    trained = [tf.constant(v) for v in state.trained]
+    batch = demos.get_demo("policy-value").make_data(settings, 0).take(np.arange(32))
+    hp = {"c": tf.constant(1e-2)}
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(trained)
+        with compiled.scope(trained, state.fixed):
+            loss, terms, _ = compiled.loss_and_terms(batch.inputs, batch.targets, hp)
+    parts = [compiled._gradients(tape, terms[t], trained) for t in ("value", "policy", "l2")]
+    whole = compiled._gradients(tape, loss, trained)
+    for summed, g in zip(gradients.total(parts), whole):
+        np.testing.assert_allclose(summed.numpy(), g.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_cosine_is_zero_for_a_zero_gradient_and_nan_for_a_nan():
@@ -125,9 +125,9 @@ def test_pcgrad_update_in_the_trainer(linear_demo):
     settings = {"optimizer": "sgd", "lr": lr, "batch_size": 4, "alpha": "pcgrad", "term_grads": "every"}
     with training.Trainer("two-branch", settings, seed=3) as trainer:
         w = np.zeros(2)  # where the two targets' gradients conflict: X^T a = (-4, 2), X^T b = (3.75, -1.75)
-        trainer.engine.set_weights([w.reshape(2, 1).astype(np.float32)])
+        trainer.set_weights([w.reshape(2, 1).astype(np.float32)])
         record = next(trainer.run(1))
-        after = trainer.engine.weights()[0].ravel()
+        after = trainer.weights()[0].ravel()
     g1, g2 = _hand_gradients(w.reshape(2, 1))
     assert _cos(g1, g2) < 0
     p1 = g1 - (g1 @ g2) / (g2 @ g2) * g2

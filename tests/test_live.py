@@ -12,7 +12,8 @@ from lossviz import links
 from lossviz import records as rec
 from lossviz import settings as config
 from lossviz.cli import main
-from lossviz.training import Trainer, TrainingJob, train
+from lossviz.jobs import TrainingJob
+from lossviz.training import Trainer, train
 
 
 def _same(a, b):
@@ -88,7 +89,7 @@ def test_batch_size_changes_without_a_retrace():
         list(t.run(5))
         t.set(batch_size=7)
         list(t.run(5))
-        assert t.engine._fused.experimental_get_tracing_count() == 1
+        assert t.compiled.traces == 1
         assert [r["set:batch_size"] for r in t.records] == [32] * 5 + [7] * 5
 
 

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
 from lossviz import links, scenarios
-from lossviz.training import Trainer
+from lossviz.training import DEFAULT_CHUNK, Trainer
 from test_live import _same
 from test_pages import PAGES, _app, _button, _finish
 
@@ -98,7 +98,7 @@ def test_play_change_a_slider_pause_marks_the_change():
     assert job.status == "paused" and not at.exception
     records = list(job.records)
     first = next(r for r in records if r["set:penalty"] == 50.0)
-    assert before < first["step"] <= after + 20  # from the chunk after the one running when the slider moved
+    assert before < first["step"] <= after + DEFAULT_CHUNK  # from the chunk after the one running when the slider moved
     assert all(r["set:penalty"] == 10.0 for r in records[: first["step"] - 1])
     assert "penalty 10 -> 50" in _annotations(at, 1)  # the loss chart (after the analytic curve)
     assert f"{first['step']}:penalty=50.0" in at.query_params["at"]
@@ -112,10 +112,10 @@ def test_step_then_reset():
     job = _job(at, demo)
     job.wait()
     at.run()
-    assert job.trainer.step == 20 and job.status == "paused"
+    assert job.trainer.step == DEFAULT_CHUNK and job.status == "paused"
     _press(at, "Step")
     job.wait()
-    assert job.trainer.step == 40 and _job(at, demo) is job  # the same run went on
+    assert job.trainer.step == 2 * DEFAULT_CHUNK and _job(at, demo) is job  # the same run went on
     _press(at, "Reset")
     assert at.session_state["jobs"][demo] == {}
     assert any("press Train" in i.value for i in at.info)
@@ -156,10 +156,11 @@ def test_run_b_mirrors_a_and_takes_its_own_compared_knob():
     a.wait(), b.wait()
     at.run()  # the rerun the page's fragment asks for once the runs pause
     ra, rb = list(a.records), list(b.records)
-    assert [(r["set:lr"], r["set:epsilon"]) for r in (ra[19], ra[20])] == [(0.01, 0.0), (0.02, 0.5)]
-    assert [(r["set:lr"], r["set:epsilon"]) for r in (rb[19], rb[20])] == [(0.05, 0.0), (0.1, 0.5)]
+    k = DEFAULT_CHUNK  # the first Step trained one chunk
+    assert [(r["set:lr"], r["set:epsilon"]) for r in (ra[k - 1], ra[k])] == [(0.01, 0.0), (0.02, 0.5)]
+    assert [(r["set:lr"], r["set:epsilon"]) for r in (rb[k - 1], rb[k])] == [(0.05, 0.0), (0.1, 0.5)]
     assert at.query_params["compare"] == "lr:0.05"
-    assert at.query_params.get("at_b") == "21:lr=0.1"
+    assert at.query_params.get("at_b") == f"{k + 1}:lr=0.1"
 
 
 @pytest.mark.parametrize("scenario", scenarios.SCENARIOS, ids=lambda s: f"{s.demo}:{s.name}")

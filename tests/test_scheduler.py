@@ -1,5 +1,5 @@
-"""The run scheduler: at most K runs train at once, FIFO, queue positions, Stop on a queued run, a bounded engine
-pool, and records equal to unscheduled runs."""
+"""The run scheduler: at most K runs train at once, FIFO, queue positions, Stop on a queued run, and records
+equal to unscheduled runs."""
 
 import threading
 import time
@@ -8,7 +8,8 @@ import pytest
 
 from lossviz import training
 from lossviz.scheduler import Scheduler
-from lossviz.training import TrainingJob, train
+from lossviz.jobs import TrainingJob
+from lossviz.training import train
 from test_live import _same
 
 
@@ -73,26 +74,13 @@ def test_stop_removes_a_queued_run_and_it_never_trains():
     job.stop()
     job.wait(5)
     assert not job.running and job.queue_position is None and len(job.records) == 0
-    assert job.trainer._engine is None  # a waiting run never took a model
+    assert job.trainer.state is None  # a waiting run never took weights
     scheduler.release(blocker)
 
 
-def test_the_engine_pool_stays_within_its_caps():
-    for seed in range(6):
-        for demo in ("max-mse", "max-mse", "two-branch"):
-            with training.Trainer(demo, {"optimizer": ["adam", "sgd", "rmsprop"][seed % 3]}, seed=seed) as t:
-                list(t.run(2))
-    with training._POOL_LOCK:
-        sizes = {key: len(free) for key, free in training._POOL.items()}
-    assert all(n <= training.POOL_PER_STRUCTURE for n in sizes.values())
-    assert sum(sizes.values()) <= training.POOL_TOTAL
-
-
-def test_a_suspended_run_goes_on_exactly():
+def test_a_paused_run_goes_on_exactly():
     with training.Trainer("policy-value", {}, seed=4) as t:
         a = list(t.run(13, chunk=5))
-        t.suspend()
-        assert t._engine is None
         a += list(t.run(17, chunk=5))
     assert _same(a, train("policy-value", {}, steps=30, seed=4))
 
@@ -197,21 +185,3 @@ def test_newcomers_are_told_apart_from_runs_that_trained_before():
     scheduler.release(second)
     again.join(5)
     scheduler.release(first)
-
-
-def test_a_run_takes_the_busy_engine_when_it_comes_back_while_newcomers_wait(monkeypatch):
-    """While runs that have not trained wait, a run waits up to ENGINE_PATIENCE for the engine of its structure
-    instead of tracing a second one; with nobody waiting it builds its own at once."""
-    from collections import OrderedDict
-
-    from lossviz import demos, settings as config
-
-    monkeypatch.setattr(training, "_POOL", OrderedDict())
-    demo, settings = demos.get_demo("max-mse"), config.resolve("max-mse", {})
-    first = training.acquire(demo, settings)
-    threading.Timer(0.1, training.release, args=(first,)).start()
-    assert training.acquire(demo, settings, share=lambda: True) is first
-    other = training.acquire(demo, settings, share=lambda: False)
-    assert other is not first
-    training.release(first)
-    training.release(other)

@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from dashboard.common import FAMILIES, NAVIGATION
+from dashboard.common import FAMILIES
+from dashboard.navigation import PAGES
 
 
 def _pytest_browser_without_chromium(ci: bool) -> subprocess.CompletedProcess:
@@ -14,7 +15,7 @@ def _pytest_browser_without_chromium(ci: bool) -> subprocess.CompletedProcess:
     env["LOSSVIZ_CHROMIUM"] = "/nonexistent/chromium"
     if ci:
         env["CI"] = "true"
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                            "tests/test_browser.py::test_home_page"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -32,11 +33,11 @@ def test_browser_tests_fail_without_chromium_under_ci():
 
 
 def test_navigation_titles():
-    titles = [title for _, title, _, _ in NAVIGATION]
+    titles = [title for _, title, _, _ in PAGES]
     assert titles == ["Home", "Policy / value (AlphaGo Zero)", "Two branches, weighted", "Sparse-penalty BCE",
                       "Maximised MSE", "Your loss (a formula)"]
-    assert all((ROOT / path).exists() for path, _, _, _ in NAVIGATION)
-    assert {family["page"] for family in FAMILIES.values()} <= {path for path, _, _, _ in NAVIGATION}
+    assert all((ROOT / path).exists() for path, _, _, _ in PAGES)
+    assert {family["page"] for family in FAMILIES.values()} <= {ROOT / path for path, _, _, _ in PAGES}
 
 
 def test_app_runs_with_its_navigation():

@@ -76,16 +76,16 @@ def test_centre_of_the_landscape_is_the_model_loss(policy_trainer):
     t = policy_trainer
     land = surfaces.random_landscape(t, resolution=5, span=0.5, seed=1, samples=64)
     batch = t.eval_set.take(slice(0, 64))
-    direct = float(t.engine.loss_and_terms(batch.inputs, batch.targets, t.hp)[0])
+    direct = t.loss(batch)
     assert land.loss[2, 2] == pytest.approx(direct, rel=1e-5)
     assert land.alpha[2] == 0.0 and land.beta[2] == 0.0
     assert not np.allclose(land.loss, direct)  # the plane is not flat
 
 
 def test_filter_normalisation(policy_trainer):
-    weights = policy_trainer.engine.weights()
+    weights = policy_trainer.weights()
     direction = surfaces.filter_normalized_direction(weights, np.random.default_rng(0))
-    for w, d, v in zip(weights, direction, policy_trainer.engine.variables):
+    for w, d, v in zip(weights, direction, policy_trainer.compiled.trained):
         if w.ndim <= 1:
             assert np.all(d == 0.0), v.path
             continue
@@ -104,16 +104,16 @@ def test_same_seed_same_grid(policy_trainer):
 
 def test_batched_grid_equals_assigning_each_point(policy_trainer):
     t = policy_trainer
-    center = t.engine.weights()
+    center = t.weights()
     rng = np.random.default_rng(5)
     d1, d2 = surfaces.filter_normalized_direction(center, rng), surfaces.filter_normalized_direction(center, rng)
     coords = np.array([[0.3, -0.2], [-1.0, 0.5], [0.7, 0.7]])
     batched = surfaces.LossGrid(t, samples=32)(center, d1, d2, coords)
     batch = t.eval_set.take(slice(0, 32))
     for (a, b), value in zip(coords, batched):
-        t.engine.set_weights([c + a * x + b * y for c, x, y in zip(center, d1, d2)])
-        assert float(t.engine.loss_and_terms(batch.inputs, batch.targets, t.hp)[0]) == pytest.approx(value, rel=1e-5)
-    t.engine.set_weights(center)
+        t.set_weights([c + a * x + b * y for c, x, y in zip(center, d1, d2)])
+        assert t.loss(batch) == pytest.approx(value, rel=1e-5)
+    t.set_weights(center)
 
 
 def test_trajectory_and_interpolation(policy_trainer):
@@ -126,7 +126,7 @@ def test_trajectory_and_interpolation(policy_trainer):
     curve = surfaces.interpolation(t, points=5, low=0.0, high=1.0, samples=32)
     grid = surfaces.LossGrid(t, samples=32)
     assert curve.y[0] == pytest.approx(grid.loss_at(t.initial_weights), rel=1e-5)
-    assert curve.y[-1] == pytest.approx(grid.loss_at(t.engine.weights()), rel=1e-5)
+    assert curve.y[-1] == pytest.approx(grid.loss_at(t.weights()), rel=1e-5)
 
 
 def test_non_finite_points_stay_marked():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lossviz import data, settings as config
-from lossviz.training import Trainer, train, pool_size
+from lossviz.training import Trainer, train
 
 
 def _mean(records, key, part):
@@ -138,18 +138,19 @@ def test_chunking_does_not_change_records():
     assert _same(a, b)
 
 
-def test_engines_are_reused_without_retracing():
+def test_one_step_per_structure_is_shared_without_retracing():
     with Trainer("max-mse", {"lr": 0.01, "epsilon": 0.1}) as t:
         list(t.run(3))
-        engine = t.engine
-    before = pool_size()
+        compiled = t.compiled
     with Trainer("max-mse", {"lr": 0.2, "epsilon": 0.3, "batch_size": 7, "clipnorm": 1.0}, seed=9) as t:
-        assert t.engine is engine
+        assert t.compiled is compiled
         list(t.run(3))
-        assert pool_size() == before - 1
-    assert engine._fused.experimental_get_tracing_count() == 1
-    with Trainer("max-mse", {"lr": 0.01}) as t1, Trainer("max-mse", {"lr": 0.01}) as t2:
-        assert t1.engine is not t2.engine  # two runs at once never share weights
+    assert compiled.traces == 1
+    with Trainer("max-mse", {"lr": 0.01}) as t1, Trainer("max-mse", {"lr": 0.01}, seed=1) as t2:
+        list(t1.run(2))
+        list(t2.run(2))
+        assert t1.compiled is t2.compiled  # one step ...
+        assert not np.array_equal(t1.weights()[0], t2.weights()[0])  # ... and each run its own weights
 
 
 def test_clipping_limits_the_update():

@@ -12,7 +12,7 @@ import pytest
 
 from dashboard import pacing, sessions
 from lossviz import charts, records
-from lossviz.training import UNWATCHED, TrainingJob
+from lossviz.jobs import UNWATCHED, TrainingJob
 
 
 # ----------------------------------------------------------------------------- the pace

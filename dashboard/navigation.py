@@ -1,0 +1,79 @@
+"""The dashboard's navigation, titled, drawn before anything heavy is imported; and the warm-up of its trainers.
+
+Streamlit runs a top-level ``pages/`` folder next to ``app.py`` through an automatic navigation of raw file
+names, and a page's address opened directly (``/Two_branch?lr=0.05``) runs that page's file through it, without
+``app.py``. So every page file starts with :func:`enter`: outside the titled navigation it runs the titled one
+(which resolves the same address to the same page) and stops the outer run. This module imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parents[1]
+# the dashboard's pages: (file, title in the navigation, icon, address); the first is the home page
+PAGES = (
+    ("pages/home.py", "Home", ":material/home:", ""),
+    ("pages/1_Policy_value.py", "Policy / value (AlphaGo Zero)", ":material/grid_on:", "Policy_value"),
+    ("pages/2_Two_branch.py", "Two branches, weighted", ":material/call_split:", "Two_branch"),
+    ("pages/3_Sparse_penalty.py", "Sparse-penalty BCE", ":material/scatter_plot:", "Sparse_penalty"),
+    ("pages/4_Max_MSE.py", "Maximised MSE", ":material/trending_up:", "Max_MSE"),
+    ("pages/5_Your_loss.py", "Your loss (a formula)", ":material/functions:", "Your_loss"),
+)
+WARMED = ("policy-value", "two-branch", "sparse-penalty", "max-mse", "custom")  # their default structures
+
+_inside = threading.local()  # set while the titled navigation runs a page, in that script thread
+_warming: threading.Thread | None = None
+_warming_lock = threading.Lock()
+
+
+def run(default: str | Path = PAGES[0][0]) -> None:
+    """Draw the titled navigation and run the page the address names; ``default`` (a page's file) is the page of
+    an address that names none (``app.py``: the home page)."""
+    warm()
+    default = (ROOT / default).resolve()
+    _inside.active = True
+    try:
+        st.navigation([st.Page(ROOT / path, title=title, icon=icon, url_path=url or None,
+                               default=(ROOT / path).resolve() == default)
+                       for path, title, icon, url in PAGES]).run()
+    finally:
+        _inside.active = False
+
+
+def enter(page: str) -> None:
+    """First thing in every page file (``page``: its ``__file__``): a page reached outside the titled navigation
+    (an address opened directly, or the file run on its own) runs again through it, and this run stops."""
+    if getattr(_inside, "active", False):
+        return
+    run(default=PAGES[0][0] if _address_names_a_page() else page)
+    st.stop()
+
+
+def _address_names_a_page() -> bool:
+    """Whether the browser's address names a page (a direct visit); a page file run on its own has none, and is
+    then the default page of the navigation."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    manager = getattr(ctx, "pages_manager", None)
+    return bool(getattr(manager, "intended_page_name", None) or getattr(manager, "intended_page_script_hash", None))
+
+
+def warm() -> None:
+    """Once per process, in the background: compile the default structure of every page, so a first Train
+    starts from a ready step (until then its status says ``preparing the trainer``)."""
+    global _warming
+    with _warming_lock:
+        if _warming is None:
+            _warming = threading.Thread(target=_warm, name="lossviz-warm-start", daemon=True)
+            _warming.start()
+
+
+def _warm() -> None:
+    from lossviz import training  # TensorFlow: in this thread, after the navigation is drawn
+
+    training.Warming(WARMED)
