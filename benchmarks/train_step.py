@@ -90,12 +90,18 @@ def policy_value(steps: int, batch: int) -> tuple[dict[str, float], float]:
     return trainer, fit
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
+    """``--steps`` and ``--batch-size``, printed with the machine's cores (shared with ``your_code.py``)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     print(f"CPU cores: {os.cpu_count()}, batch {args.batch_size}, {args.steps} timed steps each")
+    return args
+
+
+def main() -> None:
+    args = arguments()
     for name, bench in (("sparse-penalty (3x100 dense)", sparse_penalty), ("policy-value (conv, two heads)", policy_value)):
         trainer, fit = bench(args.steps, args.batch_size)
         print(f"{name:32s} model.fit {fit:7.0f} steps/s; {compile_times(name.split()[0])}")

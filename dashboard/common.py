@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from lossviz import charts, surfaces  # first: lossviz sets TensorFlow's environment (no oneDNN) before it loads
+from lossviz import charts, surfaces, usercode  # first: lossviz sets TensorFlow's environment (no oneDNN) before it loads
 
 import keras  # noqa: E402
 
@@ -78,10 +78,31 @@ FAMILIES: dict[str, dict[str, str]] = {
 }
 
 
+def family(demo: str) -> dict[str, str]:
+    """A page's title and texts: a built-in family's, or a file's of your own code."""
+    if demo in FAMILIES:
+        return FAMILIES[demo]
+    code = usercode.load(demo)
+    knobs = ", ".join(f"`{k}`" + (" (needs a Python number: it shapes the graph)" if k in code.static else "")
+                      for k in code.loss.knobs) or "none"
+    terms = ", ".join(f"`{t}`" for t in code.terms)
+    return {
+        "title": usercode.label(demo),
+        "page": "",
+        "problem": (f"Your own code, `{demo}`: the loss is a {code.loss.form}"
+                    + (f" with the terms {terms}" if terms else "") + f"; its knobs: {knobs}. "
+                    + ("Its model and data are the file's own." if code.own_model else
+                       "It runs on the formula page's net and data (`task`: binary or regression).")
+                    + " The file was named when the server started; this page cannot load another."),
+        "latex": "",
+    }
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def analytic_figure(demo: str, settings_items: tuple):
     settings = dict(settings_items)
-    return charts.curves_chart(surfaces.curves(demo, settings))
+    found = surfaces.curves(demo, settings)
+    return charts.curves_chart(found) if found else None
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

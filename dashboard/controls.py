@@ -180,7 +180,7 @@ def knob(demo: str, p: config.Param, prefix: str = "", default: Any = None) -> A
 def sidebar(demo: str) -> dict[str, Any]:
     """Draw the controls; return the raw values, the run length, the seed and the comparison override."""
     _apply_pending(demo)
-    params = config.PARAMS[demo]
+    params = config.params(demo) if demo != "custom" else config.PARAMS[demo]  # the formula's own: below
     with st.sidebar:
         st.header("Loss")
         if demo == "custom":
@@ -205,9 +205,10 @@ def sidebar(demo: str) -> dict[str, Any]:
         other = None
         if compare:
             keys = list(raw)
-            st.session_state.setdefault(f"{demo}:compare_key", config.COMPARE_KEY[demo])
+            first, b_values = config.compare(demo)
+            st.session_state.setdefault(f"{demo}:compare_key", first if first in keys else keys[0])
             key = st.selectbox("setting to change", keys, key=f"{demo}:compare_key")
-            other = (key, knob(demo, config.param(demo, key, raw), "B:", config.COMPARE_DEFAULT[demo].get(key)))
+            other = (key, knob(demo, config.param(demo, key, raw), "B:", b_values.get(key)))
     return {"raw": raw, "steps": int(steps), "seed": int(seed), "stop_nan": stop_nan, "other": other}
 
 

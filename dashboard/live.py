@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from lossviz import charts, links, records, training
+from lossviz import charts, links, nansource, records, training, usercode
 from lossviz.jobs import TrainingJob
 from lossviz import settings as config
 
@@ -63,7 +63,7 @@ def _mismatch(demo: str, runs: dict[str, dict[str, Any]], seed: int) -> list[str
             continue
         if job.trainer.seed != seed:
             found.append(f"seed {job.trainer.seed} -> {seed}")
-        for p in config.PARAMS[demo]:
+        for p in config.params(demo, job.trainer.settings):
             old, new = job.trainer.settings[p.key], want[p.key]
             shaping = p.structural or p.shapes_data or (p.kind == "alpha" and (isinstance(old, str) or isinstance(new, str)))
             if shaping and old != new:
@@ -224,16 +224,24 @@ def _nan_panel(demo: str, current: dict[str, TrainingJob]) -> None:
             continue
         bad = int((records.column(recs, "nonfinite") > 0).sum())
         cause = records.likely_cause(demo, job.trainer.initial_settings, recs)
-        inside = _formula_diagnosis(job) if demo == "custom" else None
+        inside = _diagnosis(job, demo)
+        where_born = "In the formula" if demo == "custom" else "Where it was born"
         st.error(f"**{names.get(name, name)}** - first NaN/inf at {where}; {bad} of {len(recs)} steps non-finite.  \n"
-                 + (f"In the formula: **{inside}**.  \n" if inside else "") + f"Most likely cause: {cause}")
+                 + (f"{where_born}: **{inside}**.  \n" if inside else "") + f"Most likely cause: {cause}")
 
 
-def _formula_diagnosis(job: TrainingJob) -> str | None:
-    """The formula's first non-finite sub-expression (a replay of the run: computed once per run)."""
-    cache = st.session_state.setdefault("formula_diagnosis", {})
+def _diagnosis(job: TrainingJob, demo: str) -> str | None:
+    """For a formula, its first non-finite sub-expression; for a file of your own code, the first operation that
+    produced the NaN and its line in the file. A replay of the run, computed once per run."""
+    if demo != "custom" and not usercode.is_file(demo):
+        return None
+    cache = st.session_state.setdefault("nan_diagnosis", {})
     if id(job) not in cache:
-        cache[id(job)] = training.formula_diagnosis(job.trainer)
+        try:
+            cache[id(job)] = (training.formula_diagnosis(job.trainer) if demo == "custom"
+                              else nansource.nan_source(job.trainer))
+        except Exception as e:  # noqa: BLE001  (a replay that fails must not take the page down)
+            cache[id(job)] = f"the replay failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
     return cache[id(job)]
 
 

@@ -8,10 +8,15 @@ names, and a page's address opened directly (``/Two_branch?lr=0.05``) runs that 
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 import threading
 from pathlib import Path
 
 import streamlit as st
+
+from lossviz.settings import file_label, is_file  # plain Python: no TensorFlow
 
 ROOT = Path(__file__).resolve().parents[1]
 # the dashboard's pages: (file, title in the navigation, icon, address); the first is the home page
@@ -30,6 +35,45 @@ _warming: threading.Thread | None = None
 _warming_lock = threading.Lock()
 
 
+def code_files(argv=None, environ=None) -> tuple[str, ...]:
+    """The files of your own code this server was started with, as given: ``streamlit run app.py -- a.py
+    b.py:NAME`` or ``LOSSVIZ_CODE=a.py:b.py`` (paths separated by ``:``; a part that is not a ``.py`` path names
+    the loss in the file before it). Only these: nothing a browser sends adds a file."""
+    if argv is None:  # Streamlit gives the script the arguments after ``--``, behind the script's path
+        argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("app.py") else []
+    environ = os.environ if environ is None else environ
+    found = [a for a in argv if is_file(a)]
+    for part in (p for p in environ.get("LOSSVIZ_CODE", "").split(":") if p):
+        if is_file(part) or not found:
+            found.append(part)
+        else:
+            found[-1] += f":{part}"
+    return tuple(dict.fromkeys(found))
+
+
+def _code_page(name: str, url: str):
+    """A file's page: a function of the navigation (the file is loaded in it, so a bad one fails on its page)."""
+    def page() -> None:
+        from dashboard.page import code_page  # TensorFlow: only when the page is opened
+
+        code_page(name)
+    page.__name__ = url
+    return page
+
+
+def code_pages() -> list[tuple[str, str]]:
+    """(file as given, address) for each file of your own code."""
+    pages, used = [], set()
+    for name in code_files():
+        path, _, obj = name.partition(":")
+        url = "code_" + re.sub(r"[^A-Za-z0-9_]+", "_", Path(path).stem + (f"_{obj}" if obj else ""))
+        while url in used:
+            url += "_"
+        used.add(url)
+        pages.append((name, url))
+    return pages
+
+
 def run(default: str | Path = PAGES[0][0]) -> None:
     """Draw the titled navigation and run the page the address names; ``default`` (a page's file) is the page of
     an address that names none (``app.py``: the home page)."""
@@ -37,9 +81,12 @@ def run(default: str | Path = PAGES[0][0]) -> None:
     default = (ROOT / default).resolve()
     _inside.active = True
     try:
-        st.navigation([st.Page(ROOT / path, title=title, icon=icon, url_path=url or None,
-                               default=(ROOT / path).resolve() == default)
-                       for path, title, icon, url in PAGES]).run()
+        pages = [st.Page(ROOT / path, title=title, icon=icon, url_path=url or None,
+                         default=(ROOT / path).resolve() == default)
+                 for path, title, icon, url in PAGES]
+        pages += [st.Page(_code_page(name, url), title=file_label(name), icon=":material/code:", url_path=url)
+                  for name, url in code_pages()]
+        st.navigation(pages).run()
     finally:
         _inside.active = False
 
@@ -76,4 +123,4 @@ def warm() -> None:
 def _warm() -> None:
     from lossviz import training  # TensorFlow: in this thread, after the navigation is drawn
 
-    training.Warming(WARMED)
+    training.Warming(WARMED + tuple(name for name, _ in code_pages()))

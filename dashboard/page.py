@@ -8,12 +8,26 @@ from typing import Any, Callable
 import streamlit as st
 
 from . import controls, formula_view, live, scenarios, sessions, stability
-from .common import FAMILIES, analytic_figure, jobs, surface_figure
+from lossviz import catalog, usercode
+
+from .common import analytic_figure, family as family_of, jobs, surface_figure
+
+
+def code_page(name: str) -> None:
+    """The page of a file of your own code (named on the server's command line or in ``LOSSVIZ_CODE``)."""
+    st.set_page_config(page_title=f"lossviz - {usercode.label(name)}", layout="wide")
+    try:
+        catalog.get(name)
+    except usercode.CodeError as e:  # the file cannot be used: say why; every other page keeps working
+        st.title(usercode.label(name))
+        st.error(str(e))
+        return
+    demo_page(name)
 
 
 def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> None:
     sessions.watch()  # this session's runs stop once its browser is gone
-    family = FAMILIES[demo]
+    family = family_of(demo)
     st.title(family["title"])
     st.markdown(family["problem"])
     if family["latex"]:
@@ -34,12 +48,14 @@ def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> Non
     scenarios.autostart(demo, lambda: _start_scenario(demo, runs, choice, errors))
 
     if "A" in runs:
-        with st.expander("The loss over its input, for these settings", expanded=not jobs(demo)):
-            items = tuple(sorted(runs["A"].items()))
-            st.plotly_chart(analytic_figure(demo, items), key="analytic")
-            figure = surface_figure(demo, items)
-            if figure is not None:
-                st.plotly_chart(figure, key="surface")
+        items = tuple(sorted(runs["A"].items()))
+        curves = analytic_figure(demo, items)
+        if curves is not None:
+            with st.expander("The loss over its input, for these settings", expanded=not jobs(demo)):
+                st.plotly_chart(curves, key="analytic")
+                figure = surface_figure(demo, items)
+                if figure is not None:
+                    st.plotly_chart(figure, key="surface")
 
     live.section(demo, runs, choice, errors, extra_view)
     stability.section(demo, runs.get("A"), choice["seed"])

@@ -56,7 +56,7 @@ def section(demo: str, base: dict[str, Any] | None, seed: int) -> None:
     c1, c2, c3 = st.columns(3)
     key_x = c1.selectbox("first setting", keys, index=keys.index("lr"), key=f"{demo}:sweep:x")
     others = ["(none)"] + [k for k in keys if k != key_x]
-    default_y = config.COMPARE_KEY[demo] if config.COMPARE_KEY[demo] in others else "(none)"
+    default_y = config.compare(demo)[0] if config.compare(demo)[0] in others else "(none)"
     key_y = c2.selectbox("second setting", others, index=others.index(default_y), key=f"{demo}:sweep:y")
     steps = c3.number_input("steps per run", 1, 5000, 100, step=50, key=f"{demo}:sweep:steps")
     values_x = _axis_values(demo, key_x, "x", base)

@@ -69,7 +69,7 @@ def _positive_float(text: str) -> float:
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("demo", help=f"one of {', '.join(config.DEMO_NAMES)}")
+    p.add_argument("demo", help=f"one of {', '.join(config.DEMO_NAMES)}, or a file of your own code: path.py[:NAME]")
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                    help="a demo or training setting; repeat for several")
     p.add_argument("--steps", type=_positive_int, default=200)
@@ -147,6 +147,10 @@ def _train(args) -> int:
 
             print(f"in the formula: {formula_diagnosis(trainer) or 'no single sub-expression (see the gradient)'}",
                   file=sys.stderr)
+        elif where and config.is_file(args.demo):
+            from .nansource import nan_source
+
+            print(f"where it was born: {nan_source(trainer) or 'not found by the replay'}", file=sys.stderr)
     return 0
 
 
@@ -272,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     terminate_as_interrupt()  # SIGTERM ends a run as Ctrl-C does: finished rows kept, exit 130
     try:
+        if config.is_file(args.demo):  # the operator's own code, named on this command line
+            from .catalog import get
+
+            get(args.demo)
         args.overrides = dict(config.parse_assignment(a) for a in args.assignments)
         args.settings = config.resolve(config.check_demo(args.demo), args.overrides)
         args.schedule = config.schedule(args.demo, args.settings, getattr(args, "changes", []), args.steps)

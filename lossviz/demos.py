@@ -195,6 +195,15 @@ class Demo:
     # what the per-term gradient probe measures, and they sum to the total loss
     parts: Callable | None = None
     shared_layer: str | None = None  # the last layer all terms pass through (GradNorm's W)
+    # a file of your own code: its validation data (None: a sample of the data), how its model is called on the
+    # flat dict of inputs (returning a flat dict of outputs), and weights from the layers' own initialisers
+    make_eval: Callable[[Mapping[str, Any], int], data.Dataset | None] = lambda s, seed: None
+    call: Callable | None = None
+    own_initializers: bool = False
+
+    def forward(self, model, inputs, training: bool):
+        """The model's outputs, as a dict of tensors, on a dict of input tensors."""
+        return self.call(model, inputs, training) if self.call is not None else model(inputs, training=training)
 
     def parts_of(self, terms, hp, extra, settings):
         return self.parts(terms, hp, extra, settings) if self.parts is not None else dict(terms)
@@ -274,6 +283,11 @@ DEMOS: dict[str, Demo] = {
 
 def get_demo(name: str) -> Demo:
     return DEMOS[config.check_demo(name)]
+
+
+def register(demo: Demo) -> None:
+    """Add a demo (a file of your own code: ``usercode``); its settings are registered in ``settings``."""
+    DEMOS[demo.name] = demo
 
 
 def policy_probabilities(policy_logits, mask, mode: str):

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .settings import SettingError
+from .knobs import SettingError
 
 TASKS = {"binary": ("y", "p", "z"), "regression": ("y", "yhat", "r")}
 LIMITS = {"characters": 1000, "depth": 40, "nodes": 200, "parameters": 12, "constant_exponent": 16}

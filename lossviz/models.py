@@ -78,15 +78,38 @@ def glorot_uniform(rng: np.random.Generator, shape) -> np.ndarray:
     return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
 
-def initial_values(model: keras.Model, seed: int) -> list[np.ndarray]:
+def initial_values(model: keras.Model, seed: int, own: bool = False) -> list[np.ndarray]:
     """New values of ``model.weights``, in order: every kernel Glorot-uniform and every bias zero, drawn from
-    ``default_rng(seed)`` in layer order (the model's variables are not touched)."""
+    ``default_rng(seed)`` in layer order (the model's variables are not touched). With ``own`` (a model of your
+    own code), each weight from its layer's own initialiser (``kernel_initializer``, ``gamma_initializer``,
+    ``moving_variance_initializer``, ...) seeded by ``seed`` and the weight's place, where the layer has one."""
+    if own:
+        owners = {id(v): layer for layer in model._flatten_layers(include_self=True)
+                  for v in layer._trainable_variables + layer._non_trainable_variables}
+        return [_own_initial(w, owners.get(id(w)), seed, i) for i, w in enumerate(model.weights)]
     rng = np.random.default_rng(seed)
     values = []
     for w in model.weights:
         shape = tuple(w.shape)
         values.append(glorot_uniform(rng, shape) if w.path.endswith("kernel") else np.zeros(shape, np.float32))
     return values
+
+
+def _own_initial(variable, layer, seed: int, index: int) -> np.ndarray:
+    """A weight's start from its layer's initialiser, with a seed of its own (stateless: thread-safe); without
+    one, Glorot-uniform kernels, ones for gamma and a moving variance, zeros for the rest."""
+    shape = tuple(variable.shape)
+    name = variable.name
+    found = getattr(layer, f"{name}_initializer", None) if layer is not None else None
+    if found is None:
+        rng = np.random.default_rng([seed, index])
+        if name in ("kernel", "embeddings", "recurrent_kernel") or name.endswith("kernel"):
+            return glorot_uniform(rng, shape)
+        return (np.ones(shape, np.float32) if name in ("gamma", "moving_variance") else np.zeros(shape, np.float32))
+    config = found.get_config()
+    if "seed" in config:  # a random initialiser: its own seed (a constant one draws nothing)
+        found = type(found).from_config({**config, "seed": int(seed) * 1000 + index})
+    return np.asarray(found(shape, dtype="float32"), np.float32)
 
 
 def initialize(model: keras.Model, seed: int) -> None:

@@ -7,69 +7,20 @@ settings are numbers fed to the compiled step, so changing them never retraces.
 
 from __future__ import annotations
 
-import math
 import shlex
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
+
+from . import formula
+from .knobs import Param, SettingError  # noqa: F401  (re-exported: settings.SettingError, settings.Param)
 
 DEMO_NAMES = ("policy-value", "two-branch", "sparse-penalty", "max-mse", "custom")
 # the formula of demo ``custom`` by task, when none is given (the sparse-penalty question's loss; a maximised MSE)
 DEFAULT_FORMULA = {"binary": "-(w * y * log(p) + (1 - y) * log(1 - p)); w=10", "regression": "-(r ** 2)"}
 
 
-class SettingError(ValueError):
-    """A wrong demo, key or value; the message is one line that names what is allowed."""
-
-
-@dataclass(frozen=True)
-class Param:
-    key: str
-    default: Any
-    kind: str  # "float", "int", "choice", "alpha", "formula"
-    allowed: str  # words for the error message and the UI help
-    check: Callable[[Any], bool] = lambda v: True
-    choices: tuple[str, ...] = ()
-    structural: bool = False
-    log_scale: bool = False
-    help: str = ""
-    shapes_data: bool = False  # the run's data are drawn with it (positive_rate): fixed for a run
-    accepts: Callable[[str], bool] | None = None  # a choice that also takes values outside ``choices``
-    when: Callable[[Mapping[str, Any]], bool] = lambda settings: True  # a knob of the run only when this holds
-
-    @property
-    def numeric(self) -> bool:
-        return self.kind in ("float", "int", "alpha")
-
-    def parse(self, raw) -> Any:
-        """A typed, checked value from a string (CLI) or a Python value (pages, API)."""
-        value = raw
-        try:
-            if self.kind == "formula":  # checked against its task by ``resolve``
-                return str(raw).strip()
-            if self.kind == "choice":
-                value = str(raw).strip()
-                ok = value in self.choices or (self.accepts is not None and self.accepts(value))
-            elif self.kind == "alpha":
-                if isinstance(raw, str) and raw in self.choices:
-                    return raw
-                value = float(raw)
-                ok = math.isfinite(value) and 0.0 <= value <= 1.0
-            elif self.kind == "int":
-                if isinstance(raw, float) and not raw.is_integer():
-                    raise ValueError
-                value = int(raw)
-                ok = self.check(value)
-            else:
-                value = float(raw)
-                ok = math.isfinite(value) and self.check(value)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise SettingError(f"{self.key}={raw!s} is not allowed: {self.key} must be {self.allowed}")
-        return value
-
-
-def _common(lr: float, batch_size: int = 32) -> list[Param]:
+def common(lr: float, batch_size: int = 32) -> list[Param]:
+    """The keys every run has (COMMON_KEYS), with a demo's default learning rate."""
     return [
         Param("lr", lr, "float", "a finite number (negative means gradient ascent)", log_scale=True,
               help="learning rate"),
@@ -114,9 +65,13 @@ _EPSILON_BCE = Param("epsilon", 1e-7, "float", "a number in (0, 0.5)", lambda v:
 _EPSILON_INV = Param("epsilon", 0.0, "float", "a number >= 0", lambda v: v >= 0,
                      help="added to the squared residual of the inverse MSE")
 
+TASK = Param("task", "binary", "choice", "one of binary, regression", choices=("binary", "regression"),
+             structural=True, help="binary: y, p and z = logit of p (the sparse-event data and net); "
+                                   "regression: y, yhat and r = yhat - y (the max-mse data and net)")
+
 PARAMS: dict[str, tuple[Param, ...]] = {
     "policy-value": (
-        *_common(lr=1e-3),
+        *common(lr=1e-3),
         Param("c", 1e-4, "float", "a number >= 0", lambda v: v >= 0, log_scale=True,
               help="L2 regularisation c in c||theta||^2 (kernels)"),
         TERM_GRADS,
@@ -125,7 +80,7 @@ PARAMS: dict[str, tuple[Param, ...]] = {
               help="logits: masked softmax; none: plain softmax; seed-answer: mask from pi == 1"),
     ),
     "two-branch": (
-        *_common(lr=1e-2),
+        *common(lr=1e-2),
         Param("alpha", 0.5, "alpha", "a number in [0, 1], trainable, uncertainty, gradnorm or pcgrad",
               choices=("trainable", "uncertainty", "gradnorm", "pcgrad"),
               help="weight of branch 1; trainable: a variable clipped to [0, 1]; uncertainty: Kendall et al. 2018; "
@@ -137,7 +92,7 @@ PARAMS: dict[str, tuple[Param, ...]] = {
         TERM_GRADS,
     ),
     "sparse-penalty": (
-        *_common(lr=1e-3),
+        *common(lr=1e-3),
         Param("variant", "logits", "choice", "one of naive, clipped, logits, batch-switch",
               choices=("naive", "clipped", "logits", "batch-switch"), structural=True),
         Param("penalty", 10.0, "float", "a number > 0", lambda v: v > 0, log_scale=True,
@@ -148,36 +103,42 @@ PARAMS: dict[str, tuple[Param, ...]] = {
         TERM_GRADS,
     ),
     "max-mse": (
-        *_common(lr=1e-2),
+        *common(lr=1e-2),
         Param("variant", "neg-mse", "choice", "one of neg-mse, inverse-mse, neg-lr",
               choices=("neg-mse", "inverse-mse", "neg-lr"), structural=True,
               help="neg-mse: minimise -MSE; inverse-mse: minimise 1/MSE-style; neg-lr: MSE with lr < 0"),
         _EPSILON_INV,
     ),
     "custom": (
-        *_common(lr=1e-3),
-        Param("task", "binary", "choice", "one of binary, regression", choices=("binary", "regression"),
-              structural=True, help="binary: y, p and z = logit of p (the sparse-event data and net); "
-                                    "regression: y, yhat and r = yhat - y (the max-mse data and net)"),
+        *common(lr=1e-3),
+        TASK,
         Param("loss", DEFAULT_FORMULA["binary"], "formula", "a formula of the task's inputs (see lossviz.formula)",
               structural=True, help="per sample; other names are parameters; defaults after ';'"),
     ),
 }
 
 
-def check_demo(name: str) -> str:
-    if name not in PARAMS:
-        raise SettingError(f"unknown demo {name!r}; allowed: {', '.join(DEMO_NAMES)}")
-    return name
+@dataclass(frozen=True)
+class Spec:
+    """What a demo declares about its settings: its knobs (or a function of the settings giving them), its loss
+    terms in record order, the metric a stability map reports by default and the setting a comparison changes
+    first (with B's default value)."""
+
+    name: str
+    params: tuple[Param, ...] | Callable[[Mapping[str, Any]], tuple[Param, ...]]
+    terms: tuple[str, ...] = ()
+    main_metric: str | Callable[[Mapping[str, Any]], str] = "loss"
+    compare: tuple[str, dict[str, Any]] = ("lr", {})
+
+    def params_of(self, settings: Mapping[str, Any] | None) -> tuple[Param, ...]:
+        return self.params(settings or {}) if callable(self.params) else self.params
 
 
-def params(demo: str, settings: Mapping[str, Any] | None = None) -> tuple[Param, ...]:
-    """The demo's settings; for ``custom`` also the parameters of its formula (``settings``' loss and task, or
-    the default formula), each a number with the formula's default."""
-    base = PARAMS[check_demo(demo)]
-    if demo != "custom":
-        return base
-    found = formula_of(settings or {})
+def _custom_params(settings: Mapping[str, Any]) -> tuple[Param, ...]:
+    """The formula demo's settings and its formula's parameters (``settings``' loss and task, or the default
+    formula), each a number with the formula's default."""
+    base = PARAMS["custom"]
+    found = formula_of(settings)
     clash = [name for name in found.parameters if name in {p.key for p in base}]
     if clash:
         raise SettingError(f"the formula's parameter {clash[0]} is also a setting of the run: give it another name")
@@ -185,12 +146,56 @@ def params(demo: str, settings: Mapping[str, Any] | None = None) -> tuple[Param,
                         for name, default in found.parameters.items())
 
 
+_SPECS: dict[str, Spec] = {}
+
+
+def register(spec: Spec) -> None:
+    """Declare a demo's settings (the built-in demos below; a file of your own code in ``usercode``)."""
+    _SPECS[spec.name] = spec
+
+
+def is_file(name) -> bool:
+    """Whether a demo name names a file of your own code (``path.py`` or ``path.py:NAME``)."""
+    return isinstance(name, str) and name.partition(":")[0].endswith(".py")
+
+
+def file_label(name: str) -> str:
+    """What a page calls a file's demo: the file's name, and ``:NAME`` when the loss is not ``loss``."""
+    path, _, obj = name.partition(":")
+    return path.replace("\\", "/").rsplit("/", 1)[-1] + (f":{obj}" if obj and obj != "loss" else "")
+
+
+def spec(demo: str) -> Spec:
+    found = _SPECS.get(demo)
+    if found is None:
+        hint = " (a file of your own code is loaded by lossviz.usercode.load first)" if is_file(demo) else ""
+        raise SettingError(f"unknown demo {demo!r}; allowed: {', '.join(DEMO_NAMES)} or a file path.py[:NAME]{hint}")
+    return found
+
+
+def check_demo(name: str) -> str:
+    return spec(name).name
+
+
+def params(demo: str, settings: Mapping[str, Any] | None = None) -> tuple[Param, ...]:
+    """The demo's settings, as the demo declares them (for ``custom`` also its formula's parameters)."""
+    return spec(demo).params_of(settings)
+
+
+def terms(demo: str) -> tuple[str, ...]:
+    """The terms of the demo's loss, in record order (the per-term gradient probe needs two or more)."""
+    return spec(demo).terms
+
+
+def compare(demo: str) -> tuple[str, dict[str, Any]]:
+    """The setting a comparison changes first, and B's values: the question's suggestion against the fix."""
+    return spec(demo).compare
+
+
 def formula_of(settings: Mapping[str, Any]):
     """The parsed formula of a ``custom`` run (raises ``FormulaError``, a ``SettingError``)."""
-    from .formula import parse
-
     task = settings.get("task", "binary")
-    return parse(settings.get("loss", DEFAULT_FORMULA.get(task, "")), task)
+    return formula.parse(settings.get("loss", DEFAULT_FORMULA.get(task, "")), task)
 
 
 def keys(demo: str, settings: Mapping[str, Any] | None = None) -> tuple[str, ...]:
@@ -226,7 +231,7 @@ def resolve(demo: str, overrides: Mapping[str, Any] | None = None) -> dict[str, 
 def structure(demo: str, settings: Mapping[str, Any]) -> tuple:
     """The settings that shape the compiled graph (the cache key of a built model and step)."""
     items = []
-    for p in PARAMS[demo]:
+    for p in params(demo, settings):
         value = settings[p.key]
         if p.kind == "alpha":
             items.append((p.key, value if isinstance(value, str) else "fixed"))
@@ -307,7 +312,7 @@ def cli_command(demo: str, settings: Mapping[str, Any], steps: int, seed: int, c
     base = defaults(demo, settings)
     parts = ["python", "-m", "lossviz", command, demo]
     for key in keys(demo, settings):
-        if key in settings and (settings[key] != base[key] or key in ("task", "loss")):
+        if key in settings and (settings[key] != base[key] or (demo == "custom" and key in ("task", "loss"))):
             parts += ["--set", shlex.quote(f"{key}={format_value(settings[key])}")]
     for step, key, value in changes:
         parts += ["--at", shlex.quote(f"{step}:{key}={format_value(value)}")]
@@ -321,6 +326,7 @@ def format_value(value) -> str:
 
 
 TRAINING_KEYS = ("lr", "optimizer", "batch_size", "clipnorm", "clipvalue", "term_grads")
+COMMON_KEYS = tuple(p.key for p in common(lr=1e-3)) + ("term_grads", "task")  # no knob of a file may take these
 
 # The setting a comparison changes first, and to what: the question's own suggestion against the fix.
 COMPARE_KEY = {"policy-value": "mask", "two-branch": "alpha", "sparse-penalty": "variant", "max-mse": "variant",
@@ -345,6 +351,12 @@ MAIN_METRIC = {"policy-value": "illegal_mass", "two-branch": "accuracy", "sparse
 
 def main_metric(demo: str, settings: Mapping[str, Any] | None = None) -> str:
     """The metric a stability map reports by default (for ``custom``: by task)."""
-    if demo == "custom" and (settings or {}).get("task") == "regression":
-        return "mse"
-    return MAIN_METRIC[demo]
+    found = spec(demo).main_metric
+    return found(settings or {}) if callable(found) else found
+
+
+for _name in DEMO_NAMES:
+    register(Spec(_name, _custom_params if _name == "custom" else PARAMS[_name], TERMS[_name],
+                  main_metric=MAIN_METRIC[_name] if _name != "custom"
+                  else (lambda s: "mse" if s.get("task") == "regression" else "recall"),
+                  compare=(COMPARE_KEY[_name], COMPARE_DEFAULT[_name])))

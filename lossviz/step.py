@@ -165,7 +165,8 @@ class Step:
     def initial_state(self, seed: int) -> State:
         """New weights from ``default_rng(seed)`` (Glorot-uniform kernels, zero biases), the loss's own variables
         at their starting values, zero slots, zero carried values."""
-        values = dict(zip((id(w) for w in self.model.weights), models.initial_values(self.model, seed)))
+        values = dict(zip((id(w) for w in self.model.weights),
+                          models.initial_values(self.model, seed, own=self.demo.own_initializers)))
         trained = [values[id(w)] for w in self.model.trainable_weights]
         trained += [np.float32(self._extra_init[v.name]) for v in self.trained[len(trained):]]
         fixed = [values[id(w)] for w in self.model.non_trainable_weights]
@@ -203,7 +204,7 @@ class Step:
 
     def loss_and_terms(self, inputs, targets, hp):
         """Forward pass (inside a scope): (total loss, dict of terms, outputs). Used by the step and the landscapes."""
-        out = self.model(inputs, training=True)
+        out = self.demo.forward(self.model, inputs, True)
         terms, total = self.demo.terms(self.model, out, (inputs, targets), hp, self.extra, self.settings)
         return total, terms, out
 
@@ -299,7 +300,7 @@ class Step:
         with self.scope(new_trained, moved):  # the metrics and alpha after the update
             if self.demo.metrics_on_eval:  # on the held-out sample, at step 1 and every EVAL_EVERY steps
                 def measure_metrics():
-                    metric_out = self.model(eval_inputs, training=False)
+                    metric_out = self.demo.forward(self.model, eval_inputs, False)
                     found = self.demo.metrics(self.model, metric_out, (eval_inputs, eval_targets), hp, self.extra,
                                               self.settings)
                     return _vector([found[m] for m in self.layout.metrics])
@@ -419,7 +420,7 @@ class Step:
             if self._forward is None:
                 def forward(trained, fixed, inputs, training):
                     with self.scope(trained, fixed):
-                        return self.model(inputs, training=training)
+                        return self.demo.forward(self.model, inputs, training)
                 self._forward = {mode: tf.function(lambda t, f, x, mode=mode: forward(t, f, x, mode),
                                                    reduce_retracing=True) for mode in (False, True)}
         trained, fixed, _, _ = state.parts()

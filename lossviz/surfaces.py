@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import losses
-from . import settings as config
+from . import settings as config, usercode
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,43 @@ CURVES: dict[str, Callable[[Mapping[str, Any]], list[Curve]]] = {
 
 
 def curves(demo: str, settings: Mapping[str, Any]) -> list[Curve]:
-    return CURVES[demo](settings)
+    """The demo's per-sample loss over its input (none for a file with a model of its own: its inputs are its)."""
+    if demo in CURVES:
+        return CURVES[demo](settings)
+    return file_curves(usercode.load(demo), settings)
+
+
+def file_curves(code, settings: Mapping[str, Any]) -> list[Curve]:
+    """A file's loss (the sum of its terms) over the prediction, on the custom demo's net: over p for y = 1 and
+    y = 0, or over the prediction for y = 0.5 (regression). None for its own model, or a loss that reduces the
+    batch to one number."""
+    if code.own_model:
+        return []
+    knobs = {k: tf.constant(float(settings[k]), tf.float32) for k in code.loss.knobs}
+
+    def fn(y: float):
+        def per_sample(x):
+            col = x[:, None]
+            terms, _ = _per_sample(code, tf.fill(tf.shape(col), y), col, knobs, settings)
+            return terms
+        return per_sample
+
+    if settings.get("task", "binary") == "binary":
+        x, label, ys = probability_grid(), "predicted probability p", (1.0, 0.0)
+    else:
+        x, label, ys = np.linspace(-0.5, 1.5, 401), "prediction (target 0.5)", (0.5,)
+    try:
+        found = [_curve(f"y = {y:g}", x, fn(y), label) for y in ys]
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError):
+        return []
+    return found if all(c.y.shape == x.shape for c in found) else []
+
+
+def _per_sample(code, y_true, y_pred, knobs, settings):
+    found = code.loss.compute(y_true, y_pred, {k: (float(settings[k]) if k in code.static else v)
+                                                for k, v in knobs.items()})
+    values = list(found.values()) if isinstance(found, Mapping) else [found]
+    return sum(tf.reshape(tf.convert_to_tensor(v, tf.float32), (-1,)) for v in values), None
 
 
 def surface(demo: str, settings: Mapping[str, Any]) -> Surface | None:
@@ -292,7 +328,7 @@ def _grid_function(compiled):
         def loss_at(ab):
             values = [c + ab[0] * x + ab[1] * y for c, x, y in zip(center, d1, d2)]
             with compiled.scope(values, fixed):
-                out = compiled.model(inputs, training=False)
+                out = compiled.demo.forward(compiled.model, inputs, False)
                 _, total = compiled.demo.terms(compiled.model, out, (inputs, targets), hp, compiled.extra,
                                                compiled.settings)
             return tf.cast(tf.reshape(total, ()), tf.float32)

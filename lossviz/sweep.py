@@ -33,7 +33,7 @@ def summary_columns(demo: str, settings: Mapping[str, Any] | None = None) -> lis
 
 
 def anatomy_columns(demo: str) -> list[str]:
-    terms = config.TERMS[demo]
+    terms = config.terms(demo)
     return ["mean_cos"] + [f"share:{t}" for t in terms] if len(terms) > 1 else []
 
 
@@ -67,7 +67,7 @@ def _anatomy(demo: str, settings: Mapping[str, Any], records: Sequence[Mapping[s
     measured steps with every term's norm finite, the mean cosine over every pair of terms where both have a
     gradient (``gradients.pair_cosine``) and each term's share of the summed global norms."""
     row = dict.fromkeys(anatomy_columns(demo), math.nan)
-    terms = config.TERMS[demo]
+    terms = config.terms(demo)
     every = config.term_period(settings.get("term_grads", "off"))
     if not row or not every or not records or f"grad_norm@{terms[0]}" not in records[0]:
         return row
@@ -105,7 +105,7 @@ def summarise(demo: str, settings: Mapping[str, Any], records: Sequence[Mapping[
         "status": status,
         "final_loss": losses[-1] if losses else math.nan,
         "best_loss": best,
-        main: records[-1][main] if records else math.nan,
+        main: records[-1].get(main, math.nan) if records else math.nan,
         "first_nonfinite_step": first["step"] if first else "",
         "first_nonfinite": first["first_nonfinite"] if first else "",
         "max_grad_norm": max(norms) if norms else math.nan,
@@ -124,6 +124,10 @@ def run_point(demo: str, overrides: Mapping[str, Any], steps: int, seed: int) ->
     """Train one grid point (in a worker) and summarise it; an exception becomes a row with status error."""
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
+    if config.is_file(demo):  # a worker process loads the file of your own code the sweep was started with
+        from .catalog import get
+
+        get(demo)
     settings = config.resolve(demo, overrides)
     try:
         from .training import train

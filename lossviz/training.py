@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import tensorflow as tf
 
-from . import demos, records, settings as config, shutdown
+from . import catalog, demos, records, settings as config, shutdown
 from .data import Dataset
 from .step import CHUNK, Layout, State, Step, get as get_step
 
@@ -37,14 +37,15 @@ class Trainer:
 
     def __init__(self, demo: str, settings: Mapping[str, Any] | None = None, seed: int = 0,
                  stop_on_nonfinite: bool = False):
-        self.demo = demos.get_demo(demo)
+        self.demo = catalog.get(demo)
         self.settings = config.resolve(self.demo.name, settings)  # in force now; ``set`` changes the numbers
         self.initial_settings = dict(self.settings)
         self.seed = int(seed)
         self.stop_on_nonfinite = bool(stop_on_nonfinite)
         self.data = self.demo.make_data(self.settings, self.seed)
         self.term_every = config.term_period(self.settings.get("term_grads", "off"))  # 0: off
-        self.eval_set = self.data.take(np.random.default_rng([self.seed, 2]).permutation(len(self.data))[:EVAL_SIZE])
+        self.eval_set = self.demo.make_eval(self.settings, self.seed) or self.data.take(
+            np.random.default_rng([self.seed, 2]).permutation(len(self.data))[:EVAL_SIZE])
         self._order = np.random.default_rng([self.seed, 1])
         self._queue = np.empty(0, dtype=np.int64)
         self._compiled: Step | None = None  # the structure's step, taken on first use
@@ -237,6 +238,10 @@ class Trainer:
         if len(self.snapshots) > MAX_SNAPSHOTS:
             self.snapshots = self.snapshots[:-1:2] + self.snapshots[-1:]
 
+    def next_batch(self) -> Dataset:
+        """The batch the next step will train on (taken from the run's order: call it only on a replay)."""
+        return self.data.take(self._next_batches(1)[0])
+
     def forward(self, inputs: Mapping[str, np.ndarray], training: bool = False) -> dict[str, np.ndarray]:
         """The model's outputs for ``inputs`` at the run's current weights."""
         return self.compiled.forward(self.state, inputs, training)
@@ -263,6 +268,21 @@ class Trainer:
         self.close()
 
 
+def replay(trainer: Trainer, step: int) -> Trainer:
+    """A new run with ``trainer``'s seed, settings and knob changes, trained up to the step before ``step`` with the
+    changes of ``step`` applied: its :meth:`Trainer.next_batch` is the batch of ``step`` (records are deterministic,
+    so this is the very step)."""
+    again = Trainer(trainer.demo.name, {**trainer.initial_settings, **records.knobs_of(trainer.records[0])},
+                    trainer.seed)
+    for at, key, _, value in records.knob_changes(trainer.records):
+        if at <= step:
+            again.at(at, **{key: value})
+    if step > 1:
+        again.advance(step - 1)
+    again._apply_due()
+    return again
+
+
 def formula_diagnosis(trainer: Trainer) -> str | None:
     """For a ``custom`` run whose loss turned non-finite: replay the run (same seed and knob changes) to the step
     before, and name the sub-expression of the formula that turns non-finite first on that step's batch, e.g.
@@ -270,20 +290,12 @@ def formula_diagnosis(trainer: Trainer) -> str | None:
     first = records.first_nonfinite(trainer.records)
     if trainer.demo.name != "custom" or first is None or first["nonfinite_in"] != "loss":
         return None
-    step = first["step"]
-    initial = {**trainer.initial_settings, **records.knobs_of(trainer.records[0])}
-    with Trainer("custom", initial, trainer.seed) as replay:
-        for at, key, _, value in records.knob_changes(trainer.records):
-            if at <= step:
-                replay.at(at, **{key: value})
-        if step > 1:
-            replay.advance(step - 1)
-        replay._apply_due()
-        batch = replay.data.take(replay._next_batches(1)[0])
-        out = replay.forward(batch.inputs, training=True)
-        values = demos.formula_inputs(out, batch.targets, replay.settings["task"])
-        values.update(replay.demo.hyperparameters(replay.settings))
-        return config.formula_of(replay.settings).diagnose(values)
+    with replay(trainer, first["step"]) as again:
+        batch = again.next_batch()
+        out = again.forward(batch.inputs, training=True)
+        values = demos.formula_inputs(out, batch.targets, again.settings["task"])
+        values.update(again.demo.hyperparameters(again.settings))
+        return config.formula_of(again.settings).diagnose(values)
 
 
 def train(demo: str, settings: Mapping[str, Any] | None = None, steps: int = 200, seed: int = 0,

@@ -63,7 +63,7 @@ def _start_server(env: dict[str, str] | None = None):
 @pytest.fixture(scope="module")
 def server():
     require_chromium()
-    proc, url = _start_server()
+    proc, url = _start_server({"LOSSVIZ_CODE": "examples/focal.py"})  # a file of your own code gets a page
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -182,6 +182,20 @@ def test_play_drag_a_slider_pause(server, browser):
     page.close()
 
 
+def _set_and_train(page, values: dict[str, str], steps: int) -> None:
+    """Type each knob's value in its box, set the step budget and press Train."""
+    for key, value in values.items():
+        box = page.get_by_role("textbox", name=f"{key} value")
+        box.fill(value)
+        box.press("Enter")
+        page.wait_for_timeout(500)
+    box = page.get_by_label("steps", exact=True)
+    box.fill(str(steps))
+    box.press("Enter")
+    page.wait_for_timeout(800)
+    page.get_by_role("button", name="Train", exact=True).click()
+
+
 def test_your_loss_page_types_a_formula_and_trains(server, browser):
     """A formula typed in the browser: its LaTeX, its knob, a run, and the NaN named inside the formula."""
     page = browser.new_page(viewport={"width": 1400, "height": 3200})
@@ -192,20 +206,32 @@ def test_your_loss_page_types_a_formula_and_trains(server, browser):
     box.press("Control+Enter")
     page.get_by_role("textbox", name="w value").wait_for(timeout=30_000)
     page.wait_for_timeout(800)
-    lr = page.get_by_role("textbox", name="lr value")
-    lr.fill("0.05")
-    lr.press("Enter")
-    steps = page.get_by_label("steps", exact=True)
-    steps.fill("60")
-    steps.press("Enter")
-    page.wait_for_timeout(800)
-    page.get_by_role("button", name="Train", exact=True).click()
+    _set_and_train(page, {"lr": "0.05"}, 60)
     _wait_or_show(page, "Download A as CSV", "your_loss")
     page.get_by_text("In the formula:").first.wait_for(timeout=60_000)
     assert page.get_by_text("log(p) = -inf").count() >= 1
     _no_exception(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "your_loss.png"), full_page=True)
+    page.close()
+
+
+def test_a_file_of_your_own_code_trains_and_says_where_its_nan_was_born(server, browser):
+    """The served file's page, reached from its address with a query that tries to name another file: the file's
+    knobs, a run that turns NaN, and the line of the file where it was born."""
+    page = browser.new_page(viewport={"width": 1400, "height": 3200})
+    page.goto(f"{server}/code_focal?code=/etc/other.py&gamma=0.5&lr=0.5")
+    _wait_or_show(page, "Your own code", "your_code")
+    assert page.get_by_role("link", name="focal.py").count() >= 1  # titled in the navigation
+    assert page.get_by_text("other.py").count() == 0 or page.get_by_text("cannot use").count() >= 1
+    _set_and_train(page, {"gamma": "0.5", "lr": "0.5"}, 200)
+    _wait_or_show(page, "Download A as CSV", "your_code")
+    page.get_by_text("Where it was born:").first.wait_for(timeout=60_000)
+    assert page.get_by_text("gradient of (1.0 - pt) ** gamma").count() >= 1
+    assert page.get_by_text("python -m lossviz train examples/focal.py").count() >= 1
+    _no_exception(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "your_code.png"), full_page=True)
     page.close()
 
 

@@ -15,7 +15,7 @@ def _pytest_browser_without_chromium(ci: bool) -> subprocess.CompletedProcess:
     env["LOSSVIZ_CHROMIUM"] = "/nonexistent/chromium"
     if ci:
         env["CI"] = "true"
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
                            "tests/test_browser.py::test_home_page"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
 
