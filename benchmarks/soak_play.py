@@ -16,38 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 
 import psutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHROMIUM = os.environ.get("LOSSVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+sys.path.insert(0, ROOT)
 
-
-def start_server() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(os.path.join(ROOT, "test-artifacts", "soak-server.log"), "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("streamlit did not start")
+from dashboard import server as dashboard_server  # noqa: E402  (no TensorFlow)
+from dashboard.server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 class Watched:
@@ -99,7 +77,8 @@ def main() -> None:
     parser.add_argument("--throttle", type=float, default=1.0)
     args = parser.parse_args()
     os.makedirs(os.path.join(ROOT, "test-artifacts"), exist_ok=True)
-    proc, url = start_server()
+    with open(os.path.join(ROOT, "test-artifacts", "soak-server.log"), "w") as log:
+        proc, url = dashboard_server.start(output=log, wait=120)
     server = psutil.Process(proc.pid)
     print(f"CPU cores: {os.cpu_count()}; {args.minutes:g} min of Play on {args.pages}, browser throttle "
           f"{args.throttle:g}x", flush=True)

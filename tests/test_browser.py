@@ -6,29 +6,20 @@ Screenshots go to ``test-artifacts/`` (the ones in ``docs/`` were taken this way
 
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.parse
-import urllib.request
 
 import pytest
 
 from conftest import ROOT
+from dashboard import server as dashboard_server
+from dashboard.server import CHROMIUM
 
-CHROMIUM = os.environ.get("LOSSVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 PAGES = {"home": "", "policy_value": "Policy_value", "two_branch": "Two_branch",
          "sparse_penalty": "Sparse_penalty", "max_mse": "Max_MSE"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def require_chromium(path: str = CHROMIUM) -> str:
@@ -43,21 +34,10 @@ def require_chromium(path: str = CHROMIUM) -> str:
 
 
 def _start_server(env: dict[str, str] | None = None):
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    pytest.fail("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    try:
+        return dashboard_server.start(env)
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +54,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=dashboard_server.CHROMIUM_ARGS)
         yield b
         b.close()
 
