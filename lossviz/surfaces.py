@@ -181,8 +181,9 @@ def file_curves(code, settings: Mapping[str, Any]) -> list[Curve]:
     def fn(y: float):
         def per_sample(x):
             col = x[:, None]
-            terms, _ = _per_sample(code, tf.fill(tf.shape(col), y), col, knobs, settings)
-            return terms
+            found = code.loss.compute(tf.fill(tf.shape(col), y), col, code.knob_values(knobs, settings))
+            values = found.values() if isinstance(found, Mapping) else [found]
+            return sum(tf.reshape(tf.convert_to_tensor(v, tf.float32), (-1,)) for v in values)
         return per_sample
 
     if settings.get("task", "binary") == "binary":
@@ -194,13 +195,6 @@ def file_curves(code, settings: Mapping[str, Any]) -> list[Curve]:
     except (ValueError, TypeError, tf.errors.InvalidArgumentError):
         return []
     return found if all(c.y.shape == x.shape for c in found) else []
-
-
-def _per_sample(code, y_true, y_pred, knobs, settings):
-    found = code.loss.compute(y_true, y_pred, {k: (float(settings[k]) if k in code.static else v)
-                                                for k, v in knobs.items()})
-    values = list(found.values()) if isinstance(found, Mapping) else [found]
-    return sum(tf.reshape(tf.convert_to_tensor(v, tf.float32), (-1,)) for v in values), None
 
 
 def surface(demo: str, settings: Mapping[str, Any]) -> Surface | None:

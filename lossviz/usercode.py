@@ -40,10 +40,11 @@ import tensorflow as tf
 import keras
 from keras import ops
 
-from . import data as builtin_data, demos, models, settings as config
+from . import data as builtin_data, demos, settings as config
 from .knobs import Param, SettingError
 
 LIMITS = {"knobs": 16, "rows": 2_000_000}
+_CUSTOM = demos.DEMOS["custom"]  # a file without model and data runs on the formula demo's net, data and metrics
 _CONFIG_SKIP = {"name", "reduction", "dtype"}  # a Loss's config entries that are never knobs
 _KERAS2 = {"pow": "power", "dot": "dot", "switch": "where", "int_shape": "shape", "gather": "take",
            "batch_dot": "einsum", "l2_normalize": "normalize"}
@@ -96,11 +97,6 @@ class Nest:
         if self.kind == "list":
             return [flat[k] for k in self.keys]
         return flat[self.keys[0]]
-
-
-def _flat_output(out) -> dict[str, Any]:
-    """A model's outputs as a flat dict (an array: ``y_pred``; a list: ``y_pred0``...; a dict: ``y_pred:<key>``)."""
-    return Nest.of(out, "y_pred").flatten(out)
 
 
 # ----------------------------------------------------------------------------- the file
@@ -175,17 +171,22 @@ def _numeric(value) -> bool:
     return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _knobs_of(signature: inspect.Signature, skip: int, given: str, line: int | None) -> dict[str, float]:
-    """The numeric keyword defaults of a signature (after the first ``skip`` parameters) as knobs."""
+def _knobs(pairs, where: str) -> dict[str, float]:
+    """The numeric values among ``(name, value)`` pairs, as knobs; a non-finite one is refused."""
     found = {}
-    for p in list(signature.parameters.values())[skip:]:
-        if p.default is inspect.Parameter.empty or not _numeric(p.default):
+    for name, value in pairs:
+        if not _numeric(value):
             continue
-        if not math.isfinite(float(p.default)):
-            raise CodeError(f"{_where(given, line)}: {p.name}={p.default} is not a finite number: give the knob a "
-                            f"finite default")
-        found[p.name] = float(p.default)
+        if not math.isfinite(float(value)):
+            raise CodeError(f"{where}: {name}={value} is not a finite number: give the knob a finite default")
+        found[name] = float(value)
     return found
+
+
+def _knobs_of(signature: inspect.Signature, skip: int, where: str) -> dict[str, float]:
+    """The numeric keyword defaults of a signature (after the first ``skip`` parameters) as knobs."""
+    return _knobs(((p.name, p.default) for p in list(signature.parameters.values())[skip:]
+                   if p.default is not inspect.Parameter.empty), where)
 
 
 def _line_of(obj) -> int | None:
@@ -212,18 +213,12 @@ def _loss_of(obj, given: str, name: str) -> Loss:
     where = _where(given, line)
     if isinstance(obj, keras.losses.Loss):
         config_ = obj.get_config()
-        knobs = {}
-        for k, v in config_.items():
-            if k in _CONFIG_SKIP or not _numeric(v):
-                continue
-            if not math.isfinite(float(v)):
-                raise CodeError(f"{where}: {k}={v} is not a finite number: give the knob a finite default")
-            knobs[k] = float(v)
+        knobs = _knobs(((k, v) for k, v in config_.items() if k not in _CONFIG_SKIP), where)
         cls = type(obj)
         return Loss("keras Loss instance", knobs,
                     lambda kn: _unreduced(cls.from_config({**config_, **kn})))
     if inspect.isclass(obj):
-        knobs = _knobs_of(inspect.signature(obj.__init__), 1, given, line)
+        knobs = _knobs_of(inspect.signature(obj.__init__), 1, where)
         if issubclass(obj, keras.losses.Loss):
             return Loss("keras Loss subclass", knobs, lambda kn: _unreduced(obj(**kn)))
         if not callable(getattr(obj, "__call__", None)) or "__call__" not in dir(obj):
@@ -234,9 +229,9 @@ def _loss_of(obj, given: str, name: str) -> Loss:
         positional = [p for p in signature.parameters.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
         if len(positional) >= 2:
-            return Loss("function", _knobs_of(signature, 2, given, line), lambda kn: lambda t, p: obj(t, p, **kn))
+            return Loss("function", _knobs_of(signature, 2, where), lambda kn: lambda t, p: obj(t, p, **kn))
         if not positional:
-            knobs = _knobs_of(signature, 0, given, line)
+            knobs = _knobs_of(signature, 0, where)
             try:
                 made = obj(**knobs)
             except Exception as e:  # noqa: BLE001
@@ -332,7 +327,7 @@ class UserCode:
     metrics: dict[str, Callable]
     x_nest: Nest | None = None
     y_nest: Nest | None = None
-    out_nest: Nest | None = None
+    out_nest: Nest | None = None  # the model's outputs: y_pred, y_pred0..., or y_pred:<key> (learnt by ``_check``)
     terms: tuple[str, ...] = ()
     static: dict[str, str] = field(default_factory=dict)  # knob -> why it needs a Python number
     _data_cache: dict = field(default_factory=dict)
@@ -346,12 +341,12 @@ class UserCode:
     def datasets(self, seed: int, task: str = "binary") -> tuple[builtin_data.Dataset, builtin_data.Dataset | None]:
         """(training data, validation data or None) of a seed."""
         if self.data is None:
-            return (builtin_data.sparse_events(seed) if task == "binary" else builtin_data.max_mse(seed)), None
+            return _CUSTOM.make_data({"task": task}, seed), None
         if seed not in self._data_cache:
             try:
                 found = self.data(seed)
             except Exception as e:  # noqa: BLE001
-                raise CodeError(explain(e, self.name.partition(":")[0], self.path)) from None
+                raise CodeError(explain(e, self.given, self.path)) from None
             x, y, validation = _split_data(found, self.given)
             x, y = _arrays(x, "x", self.given), _arrays(y, "y", self.given)
             train = _dataset(x, y, self.x_nest, self.y_nest, self.given)
@@ -371,15 +366,13 @@ class UserCode:
     # -- the graph --------------------------------------------------------------------------------------
 
     def build(self, settings: Mapping[str, Any]) -> keras.Model:
-        if self.model is None:
-            return models.sparse_penalty() if settings.get("task", "binary") == "binary" else models.max_mse()
-        return self.model()
+        return _CUSTOM.build(settings) if self.model is None else self.model()
 
     def call(self, model, inputs: Mapping[str, Any], training: bool) -> dict[str, Any]:
         """The model on a flat dict of inputs; its outputs as a flat dict."""
         if self.model is None:
             return model(inputs, training=training)
-        return _flat_output(model(self.x_nest.unflatten(inputs), training=training))
+        return self.out_nest.flatten(model(self.x_nest.unflatten(inputs), training=training))
 
     def y_pred(self, out: Mapping[str, Any], settings: Mapping[str, Any]):
         if self.model is None:
@@ -412,11 +405,8 @@ class UserCode:
         if self.metrics:
             return {name: ops.mean(fn(self.y_true(targets), self.y_pred(out, settings)))
                     for name, fn in self.metrics.items()}
-        if self.model is None:  # the custom demo's metrics by task
-            task = settings.get("task", "binary")
-            if task == "binary":
-                return demos._sparse_metrics(None, out, (None, targets), None, None, settings)
-            return demos._max_mse_metrics(None, out, (None, targets), None, None, settings)
+        if self.model is None:  # the custom demo's metrics, by task
+            return _CUSTOM.metrics(None, out, (None, targets), None, None, settings)
         return {}
 
 
@@ -429,14 +419,14 @@ def _check(code: UserCode, task: str) -> None:
     train, _ = code.datasets(0, task)
     rows = train.take(np.arange(min(4, len(train))))
     model = code.build({"task": task})
+    inputs = {k: tf.constant(v) for k, v in rows.inputs.items()}
     try:
-        out = code.call(model, {k: tf.constant(v) for k, v in rows.inputs.items()}, False)
+        out = model(inputs if code.model is None else code.x_nest.unflatten(inputs), training=False)
     except Exception as e:  # noqa: BLE001
         raise CodeError(_explain_call(e, code, "the model on the data's x")) from None
-    if code.model is not None:
-        code.out_nest = Nest.of(model(code.x_nest.unflatten({k: tf.constant(v) for k, v in rows.inputs.items()}),
-                                      training=False), "y_pred")
-        out = _flat_output(out) if not isinstance(out, Mapping) else out
+    if code.model is not None:  # how its outputs reach the loss
+        code.out_nest = Nest.of(out, "y_pred")
+        out = code.out_nest.flatten(out)
     targets = {k: tf.constant(v) for k, v in rows.targets.items()}
     settings = {"task": task, **code.loss.knobs}
     static: dict[str, str] = {}
@@ -578,8 +568,7 @@ def _register(code: UserCode) -> None:
     elif code.own_model:
         metrics, main = (), "loss"
     else:  # the custom demo's metrics, by task
-        metrics = lambda s: ("recall", "precision", "mean_pred") if s.get("task", "binary") == "binary" else ("mse",)  # noqa: E731
-        main = lambda s: "recall" if s.get("task", "binary") == "binary" else "mse"  # noqa: E731
+        metrics, main = _CUSTOM.metric_names, config.spec("custom").main_metric
     config.register(config.Spec(name=code.name, params=params, terms=code.terms, main_metric=main,
                                 compare=(next(iter(code.loss.knobs), "lr"), {})))
     demos.register(demos.Demo(
