@@ -76,8 +76,8 @@ def code_pages() -> list[tuple[str, str]]:
 
 def run(default: str | Path = PAGES[0][0]) -> None:
     """Draw the titled navigation and run the page the address names; ``default`` (a page's file) is the page of
-    an address that names none (``app.py``: the home page)."""
-    warm()
+    an address that names none (``app.py``: the home page). The navigation goes out before the warm-up starts
+    importing TensorFlow in its thread, so nothing competes with drawing it."""
     default = (ROOT / default).resolve()
     _inside.active = True
     try:
@@ -86,7 +86,9 @@ def run(default: str | Path = PAGES[0][0]) -> None:
                  for path, title, icon, url in PAGES]
         pages += [st.Page(_code_page(name, url), title=file_label(name), icon=":material/code:", url_path=url)
                   for name, url in code_pages()]
-        st.navigation(pages).run()
+        page = st.navigation(pages)
+        warm()
+        page.run()
     finally:
         _inside.active = False
 
