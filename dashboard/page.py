@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from . import controls, formula_view, live, scenarios, sessions, stability
+from . import checkup, controls, formula_view, live, scenarios, sessions, stability
 from lossviz import catalog, usercode
 
 from .common import analytic_figure, family as family_of, jobs, surface_figure
@@ -57,6 +57,7 @@ def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> Non
                 if figure is not None:
                     st.plotly_chart(figure, key="surface")
 
+    checkup.section(demo, runs.get("A") if not errors else None, choice["seed"], choice["steps"] or 300)
     live.section(demo, runs, choice, errors, extra_view)
     stability.section(demo, runs.get("A"), choice["seed"])
     if not errors:

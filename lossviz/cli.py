@@ -1,5 +1,6 @@
 """Command line: ``python -m lossviz train DEMO [--set KEY=VALUE]... [--at STEP:KEY=VALUE]... [--steps N] [--seed S]
-[--out FILE.csv]``.
+[--out FILE.csv]``; ``landscape`` and ``sweep`` as documented in the README; ``check DEMO [--set KEY=VALUE]...
+[--json] [--quick]`` runs the loss check-up (exit 0: no error-level finding, 1: one, 2: bad usage).
 
 A wrong demo, key or value exits with status 2 and one line that names what is allowed.
 """
@@ -43,12 +44,41 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grid", dest="grids", action="append", required=True, metavar="KEY=V1,V2,...",
                        help="a setting and its values; give one or two")
     sweep.add_argument("--jobs", type=_positive_int, default=None, help="worker processes (default: all cores)")
-    sweep.add_argument("--backend", choices=("local", "ray"), default="local")
+    sweep.add_argument("--backend", choices=("local", "ray", "threads"), default="local",
+                       help="local: a process per core; ray: Ray tasks; threads: this process (shares its compiled steps)")
     sweep.add_argument("--address", default=None, help="Ray address: auto or ray://host:10001 (backend ray)")
     sweep.add_argument("--out", required=True, help="CSV file, one row per grid point")
     sweep.add_argument("--resume", action="store_true",
                        help="run only the points missing from --out (an interrupted sweep of the same grid, seed, steps)")
+    check = sub.add_parser("check", help="audit the loss: findings with evidence and the change to make")
+    check.add_argument("demo", help=f"one of {', '.join(config.DEMO_NAMES)}, or a file of your own code: path.py[:NAME]")
+    check.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                       help="a demo or training setting; repeat for several")
+    check.add_argument("--seed", type=_non_negative_int, default=0)
+    check.add_argument("--json", action="store_true", help="a JSON list of {id, severity, message, evidence, suggestion}")
+    check.add_argument("--quick", action="store_true", help="skip the short run, the one-batch run and the scan")
+    check.set_defaults(steps=1)
     return parser
+
+
+def _check(args) -> int:
+    from . import checkup
+
+    with contextlib.ExitStack() as stack:
+        from tqdm import tqdm
+
+        bar = stack.enter_context(tqdm(total=100, unit="%", desc="check-up", disable=None, file=sys.stderr,
+                                       bar_format="{desc}: {percentage:3.0f}% {postfix}"))
+
+        def progress(fraction, words):
+            bar.update(round(100 * fraction) - bar.n)
+            bar.set_postfix_str(words)
+        findings = checkup.check(args.demo, args.overrides, seed=args.seed, quick=args.quick, progress=progress)
+    if args.json:
+        print(json.dumps([f.as_json() for f in findings], indent=2))
+    else:
+        print(checkup.table(findings))
+    return checkup.exit_code(findings)
 
 
 def _resolution(text: str) -> int:
@@ -267,7 +297,7 @@ def _resumed_rows(args, header, meta) -> dict[tuple, dict]:
     return {tuple(row[k] for k in keys): row for row in found}
 
 
-COMMANDS = {"train": _train, "landscape": _landscape, "sweep": _sweep}
+COMMANDS = {"train": _train, "landscape": _landscape, "sweep": _sweep, "check": _check}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

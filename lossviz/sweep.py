@@ -24,6 +24,7 @@ from .scheduler import SCHEDULER, Scheduler
 WORKER_ENV = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
               "TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "tensorflow"}
 STATUSES = ("ok", "diverged", "stalled", "error")
+BACKENDS = ("local", "ray", "threads")
 
 
 def summary_columns(demo: str, settings: Mapping[str, Any] | None = None) -> list[str]:
@@ -128,16 +129,7 @@ def run_point(demo: str, overrides: Mapping[str, Any], steps: int, seed: int) ->
         from .catalog import get
 
         get(demo)
-    settings = config.resolve(demo, overrides)
-    try:
-        from .training import train
-
-        return summarise(demo, settings, train(demo, settings, steps=steps, seed=seed))
-    except Exception as e:  # the sweep goes on
-        row = {c: math.nan for c in summary_columns(demo, settings)}
-        row.update(status="error", first_nonfinite_step="", first_nonfinite="", steps=0,
-                   message=f"{type(e).__name__}: {e}")
-        return row
+    return _point_here(demo, overrides, steps, seed)
 
 
 def sweep(demo: str, grids: Sequence[tuple[str, Sequence[Any]]], base: Mapping[str, Any] | None = None,
@@ -156,8 +148,8 @@ def sweep(demo: str, grids: Sequence[tuple[str, Sequence[Any]]], base: Mapping[s
     its places in the line (see :class:`SweepJob`).
     """
     points = grid_points(demo, grids, base) if points is None else list(points)
-    if backend not in ("local", "ray"):
-        raise config.SettingError(f"backend must be local or ray, got {backend!r}")
+    if backend not in BACKENDS:
+        raise config.SettingError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if steps < 1:
         raise config.SettingError(f"steps must be >= 1, got {steps}")
     tasks = [({**(base or {}), **p}, p) for p in points]
@@ -172,6 +164,8 @@ def sweep(demo: str, grids: Sequence[tuple[str, Sequence[Any]]], base: Mapping[s
     stop = should_stop or (lambda: False)
     if backend == "ray":
         _run_ray(demo, [t for t, _ in tasks], steps, seed, jobs, address, done, stop)
+    elif backend == "threads":
+        _run_threads(demo, [t for t, _ in tasks], steps, seed, jobs, done, stop)
     else:
         _run_local(demo, [t for t, _ in tasks], steps, seed, jobs, done, stop, scheduler, owner)
     return [results[i] for i in sorted(results)]
@@ -226,6 +220,34 @@ def _run_local(demo, overrides, steps, seed, jobs, done, should_stop, scheduler=
     finally:
         for place in slots.values():
             scheduler.release(place)
+
+
+def _run_threads(demo, overrides, steps, seed, jobs, done, should_stop) -> None:
+    """Threads of this process, sharing its compiled steps (no worker imports TensorFlow or compiles again): for a
+    few short points of a structure this process has compiled, e.g. the check-up's scan."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs or os.cpu_count() or 1, len(overrides)))) as pool:
+        futures = {}
+        for i, o in enumerate(overrides):
+            if should_stop():
+                break
+            futures[pool.submit(_point_here, demo, o, steps, seed)] = i
+        for future in list(futures):
+            done(futures[future], future.result())
+
+
+def _point_here(demo: str, overrides: Mapping[str, Any], steps: int, seed: int) -> dict[str, Any]:
+    settings = config.resolve(demo, overrides)
+    try:
+        from .training import train
+
+        return summarise(demo, settings, train(demo, settings, steps=steps, seed=seed))
+    except Exception as e:  # noqa: BLE001  (the sweep goes on)
+        row = {c: math.nan for c in summary_columns(demo, settings)}
+        row.update(status="error", first_nonfinite_step="", first_nonfinite="", steps=0,
+                   message=f"{type(e).__name__}: {e}")
+        return row
 
 
 def _run_ray(demo, overrides, steps, seed, jobs, address, done, should_stop) -> None:

@@ -62,6 +62,14 @@ class Trainer:
         self._pending: dict[str, Any] = {}  # from ``set``: applies before the next step computed
         self._scheduled: dict[int, dict[str, Any]] = {}  # from ``at``: step -> knobs applied from that step on
 
+    def train_on(self, batch: Dataset) -> None:
+        """Train and evaluate on ``batch`` alone, every step on all of it (the check-up's one-batch probe); before
+        the first step."""
+        if self._tensors is not None:
+            raise RuntimeError("train_on comes before the first step")
+        self.data = self.eval_set = batch
+        self.settings["batch_size"] = len(batch)
+
     def _hyperparameters(self) -> dict[str, tf.Tensor]:
         return {k: tf.constant(v, tf.float32) for k, v in self.demo.hyperparameters(self.settings).items()}
 

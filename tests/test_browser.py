@@ -133,6 +133,21 @@ def test_page_trains_and_draws(server, browser, name):
     page.close()
 
 
+def test_check_up_lists_the_naive_loss_s_findings(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.goto(f"{server}/Sparse_penalty?variant=naive")
+    page.get_by_text("Check-up: what will go wrong").click()
+    page.get_by_role("button", name="Check-up", exact=True).click()
+    _wait_or_show(page, "nonfinite-at-edge", "check_up", timeout=120_000)
+    page.get_by_text("nan-in-scan").first.wait_for(timeout=60_000)
+    assert page.get_by_role("button", name="load this change").count() >= 1
+    assert page.get_by_role("button", name="show me").count() >= 2
+    _no_exception(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator('[data-testid="stExpander"]', has_text="Check-up").screenshot(path=str(ARTIFACTS / "check_up.png"))
+    page.close()
+
+
 def test_play_drag_a_slider_pause(server, browser):
     """The instrument: Play, drag the penalty slider while it trains, Pause; the change is marked on the charts."""
     page = browser.new_page(viewport={"width": 1400, "height": 3000})
