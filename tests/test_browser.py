@@ -137,11 +137,12 @@ def test_check_up_lists_the_naive_loss_s_findings(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 2400})
     page.goto(f"{server}/Sparse_penalty?variant=naive")
     page.get_by_text("Check-up: what will go wrong").click()
+    page.get_by_text("quick: the probes without training").click()  # the edges only (the full check: test_checkup)
     page.get_by_role("button", name="Check-up", exact=True).click()
     _wait_or_show(page, "nonfinite-at-edge", "check_up", timeout=120_000)
-    page.get_by_text("nan-in-scan").first.wait_for(timeout=60_000)
+    page.get_by_text("the short run, the one-batch run and the scan were skipped").wait_for(timeout=60_000)
     assert page.get_by_role("button", name="load this change").count() >= 1
-    assert page.get_by_role("button", name="show me").count() >= 2
+    assert page.get_by_role("button", name="show me").count() >= 1
     _no_exception(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator('[data-testid="stExpander"]', has_text="Check-up").screenshot(path=str(ARTIFACTS / "check_up.png"))
