@@ -29,22 +29,25 @@ def _results() -> dict:
 
 
 def section(demo: str, settings: dict[str, Any] | None, seed: int, steps: int) -> None:
-    quick_key = f"{demo}:checkup_quick"
-    key = (demo, tuple(sorted((settings or {}).items())), seed, bool(st.session_state.get(quick_key, False)))
+    key = (demo, tuple(sorted((settings or {}).items())), seed)
+    pressed = st.session_state.get(f"{demo}:checkup") or st.session_state.get(f"{demo}:checkup_quick")
     # open while it works and once it has findings for these settings (a rerun redraws it as it was)
-    open_now = bool(st.session_state.get(f"{demo}:checkup")) or key in _results()
-    with st.expander("Check-up: what will go wrong with this loss, and what to change", expanded=open_now):
+    with st.expander("Check-up: what will go wrong with this loss, and what to change",
+                     expanded=bool(pressed) or key in _results()):
         if settings is None:
             st.caption("Fix the settings above to check the loss.")
             return
         st.caption("A fixed battery of probes: the loss and its gradient at the edges of the outputs, dead "
                    "gradients, unbounded losses, exploding gradients; then a short run, one batch trained to "
-                   "overfit, and a scan over lr and the main knob (the command line: `python -m lossviz check`).")
-        quick = st.toggle("quick: the probes without training", key=quick_key)
-        if st.button("Check-up", key=f"{demo}:checkup", type="primary"):
+                   "overfit, and a scan over lr and the main knob (the command line: `python -m lossviz check`). "
+                   "The quick check-up runs the probes without training.")
+        full, quick = st.columns([1, 4])
+        run_full = full.button("Check-up", key=f"{demo}:checkup", type="primary")
+        run_quick = quick.button("Quick check-up", key=f"{demo}:checkup_quick")
+        if run_full or run_quick:
             bar = st.progress(0.0, "starting")
             try:
-                _results()[key] = checkup.check(demo, settings, seed, quick=quick,
+                _results()[key] = checkup.check(demo, settings, seed, quick=run_quick,
                                                 progress=lambda f, words: bar.progress(min(1.0, f), words))
             except Exception as e:  # noqa: BLE001  (a loss that breaks a probe: said, the page goes on)
                 st.error(f"The check-up could not finish: {type(e).__name__}: {e}")

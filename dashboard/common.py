@@ -118,6 +118,13 @@ def fmt(x: Any) -> str:
     return str(x)
 
 
+def smoothing_slider(key: str) -> float:
+    """TensorBoard's smoothing slider: the weight of the debiased moving average of every line (0: off)."""
+    return st.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key=key,
+                     help="the debiased exponential moving average TensorBoard draws; the raw values stay faint "
+                          "behind, and NaN/inf never enter the average")
+
+
 def jobs(demo: str) -> dict[str, Any]:
     """This session's training jobs of a demo, by run name (``A``, ``B``)."""
     return st.session_state.setdefault("jobs", {}).setdefault(demo, {})

@@ -13,7 +13,7 @@ from lossviz.jobs import TrainingJob
 from lossviz import settings as config
 
 from . import anatomy, controls, landscape, pacing
-from .common import fmt, jobs
+from .common import fmt, jobs, smoothing_slider
 
 TABLE_ROWS = 200
 
@@ -175,20 +175,24 @@ def _live(demo: str, running: bool) -> None:
             _status(names.get(name, name), job)
         _nan_panel(demo, current)
         if draw:
-            _charts(current, names, st.session_state.get(f"{demo}:log_y", False))
+            _charts(current, names, st.session_state.get(f"{demo}:log_y", False),
+                    st.session_state.get(f"{demo}:smoothing", 0.0))
         pacing.done(pace, running)
         if running and not any(job.running for job in current.values()):
             st.rerun()  # the runs paused or ended: redraw the whole page once, with the final views
 
     live()
-    st.checkbox("log scale for the loss", key=f"{demo}:log_y")
+    left, right = st.columns([1, 2])
+    left.checkbox("log scale for the loss", key=f"{demo}:log_y")
+    with right:
+        smoothing_slider(f"{demo}:smoothing")
 
 
-def _charts(current: dict[str, TrainingJob], names: dict[str, str], log_y: bool) -> None:
+def _charts(current: dict[str, TrainingJob], names: dict[str, str], log_y: bool, smoothing: float = 0.0) -> None:
     """The live charts of the runs, from a bounded window of each run's records."""
     data = {names.get(name, name): records.window(job.records) for name, job in current.items()}
     every = next((job.trainer.term_every for job in current.values() if job.trainer.term_every), 0)
-    figures = charts.live_figures(data, every, log_y)
+    figures = charts.live_figures(data, every, log_y, smoothing=smoothing)
     st.plotly_chart(figures["loss_chart"], key="loss_chart")
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures["grad_chart"], key="grad_chart")

@@ -18,7 +18,13 @@ import streamlit as st
 
 from lossviz.settings import file_label, is_file  # plain Python: no TensorFlow
 
-ROOT = Path(__file__).resolve().parents[1]
+def _root() -> Path:
+    """The folder of app.py and pages/: the checkout's top level, or the installed package ``lossviz_app``."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "app.py").exists() else here / "lossviz_app"
+
+
+ROOT = _root()
 # the dashboard's pages: (file, title in the navigation, icon, address); the first is the home page
 PAGES = (
     ("pages/home.py", "Home", ":material/home:", ""),
@@ -27,6 +33,7 @@ PAGES = (
     ("pages/3_Sparse_penalty.py", "Sparse-penalty BCE", ":material/scatter_plot:", "Sparse_penalty"),
     ("pages/4_Max_MSE.py", "Maximised MSE", ":material/trending_up:", "Max_MSE"),
     ("pages/5_Your_loss.py", "Your loss (a formula)", ":material/functions:", "Your_loss"),
+    ("pages/6_Runs.py", "Runs (CSV files)", ":material/folder_open:", "Runs"),
 )
 WARMED = ("policy-value", "two-branch", "sparse-penalty", "max-mse", "custom")  # their default structures
 
@@ -49,6 +56,21 @@ def code_files(argv=None, environ=None) -> tuple[str, ...]:
         else:
             found[-1] += f":{part}"
     return tuple(dict.fromkeys(found))
+
+
+def runs_folder(argv=None, environ=None) -> str | None:
+    """The folder of runs this server was started with: ``streamlit run app.py -- --runs DIR`` or
+    ``LOSSVIZ_RUNS=DIR``. Only this one: nothing a browser sends names another."""
+    if argv is None:
+        argv = sys.argv[1:] if sys.argv and sys.argv[0].endswith("app.py") else []
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--runs" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--runs="):
+            return arg.partition("=")[2]
+    environ = os.environ if environ is None else environ
+    return environ.get("LOSSVIZ_RUNS") or None
 
 
 def _code_page(name: str, url: str):

@@ -22,3 +22,12 @@ def _xla_cache() -> None:
 _xla_cache()
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``lossviz.keras`` (the Recorder callback) on first use: ``import lossviz`` stays free of TensorFlow."""
+    if name == "keras":
+        import importlib
+
+        return importlib.import_module(".keras", __name__)
+    raise AttributeError(f"module 'lossviz' has no attribute {name!r}")

@@ -72,6 +72,27 @@ def _line(x, y, points: int | None, **style) -> dict:
     return dict(type="scatter", x=x, y=y, mode="lines", **style)
 
 
+def smooth(values, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: the debiased exponential moving average of the finite values (each the mean of
+    the values so far weighted by ``weight`` to the power of their age); non-finite values stay where they are
+    and never enter the average; a constant series stays as it is. ``weight`` in [0, 1): 0 is no smoothing."""
+    v = np.asarray(values, dtype=float)
+    finite = np.isfinite(v)
+    if weight <= 0 or not finite.any() or np.all(v[finite] == v[finite][0]):
+        return v.copy()
+    out = v.copy()
+    out[finite] = pd.Series(v[finite]).ewm(alpha=1.0 - weight, adjust=True).mean().to_numpy()
+    return out
+
+
+def _lines(x, y, points: int | None, smoothing: float, **style) -> list[dict]:
+    """A line, or with ``smoothing`` its smoothed values over the raw ones drawn faint behind."""
+    if smoothing <= 0:
+        return [_line(x, y, points, **style)]
+    raw = _line(x, y, points, **{**style, "opacity": 0.25, "showlegend": False, "hoverinfo": "skip"})
+    return [raw, _line(x, smooth(y, smoothing), points, **style)]
+
+
 def _marks(rows: np.ndarray, points: int | None) -> np.ndarray:
     """At most ``points`` of a set of marked rows, evenly spaced, the first and the last always kept."""
     if points is None or len(rows) <= points:
@@ -133,16 +154,18 @@ def change_markers(runs: Runs, xrefs: Sequence[str] = ("x",)) -> tuple[list[dict
     return shapes, notes
 
 
-def loss_chart(runs: Runs, log_y: bool = False, points: int | None = POINTS) -> go.Figure:
-    """Total loss (solid) and each loss term (dashed) over steps, non-finite steps marked."""
+def loss_chart(runs: Runs, log_y: bool = False, points: int | None = POINTS, smoothing: float = 0.0) -> go.Figure:
+    """Total loss (solid) and each loss term (dashed) over steps, non-finite steps marked; ``smoothing``: see
+    :func:`smooth`."""
     traces = []
     shapes, notes = change_markers(runs)
     for label, df, color in _each_run(runs):
-        traces.append(_line(df["step"], df["loss"], points, name=f"{label} loss", line=dict(color=color, width=2)))
+        traces += _lines(df["step"], df["loss"], points, smoothing, name=f"{label} loss",
+                         line=dict(color=color, width=2))
         terms = [c for c in df.columns if c.startswith("loss:")]
         for j, term in enumerate(terms):
-            traces.append(_line(df["step"], df[term], points, name=f"{label} {term[5:]}",
-                                line=dict(color=color, width=1, dash=DASHES[j % len(DASHES)])))
+            traces += _lines(df["step"], df[term], points, smoothing, name=f"{label} {term[5:]}",
+                             line=dict(color=color, width=1, dash=DASHES[j % len(DASHES)]))
         traces += _nonfinite_marks(df, "loss", color, label)
         first = df[df["nonfinite"] > 0]
         if not first.empty:
@@ -153,15 +176,17 @@ def loss_chart(runs: Runs, log_y: bool = False, points: int | None = POINTS) -> 
                    yaxis=dict(type="log") if log_y else {})
 
 
-def grad_norm_chart(runs: Runs, points: int | None = HALF) -> go.Figure:
-    """Global gradient norm (before clipping) over steps, log scale."""
+def grad_norm_chart(runs: Runs, points: int | None = HALF, smoothing: float = 0.0, column: str = "grad_norm",
+                    title: str = "Gradient norm") -> go.Figure:
+    """Global gradient norm (before clipping) over steps, log scale (``column``: another global norm, e.g. a
+    callback run's ``update_norm``)."""
     traces = []
     for label, df, color in _each_run(runs):
-        traces.append(_line(df["step"], df["grad_norm"], points, name=label, line=dict(color=color)))
-        traces += _nonfinite_marks(df, "grad_norm", color, label)
+        traces += _lines(df["step"], df[column], points, smoothing, name=label, line=dict(color=color))
+        traces += _nonfinite_marks(df, column, color, label)
     shapes, notes = change_markers(runs)
-    return _figure(traces, "Gradient norm", shapes=shapes, notes=notes, xaxis=dict(title="step"),
-                   yaxis=dict(type="log", title="global gradient norm"))
+    return _figure(traces, title, shapes=shapes, notes=notes, xaxis=dict(title="step"),
+                   yaxis=dict(type="log", title=title.lower()))
 
 
 def _spikiest_columns(values: np.ndarray, points: int | None) -> np.ndarray:
@@ -176,18 +201,19 @@ def _spikiest_columns(values: np.ndarray, points: int | None) -> np.ndarray:
     return np.array([a + int(np.argmax(score[a:b])) for a, b in zip(edges[:-1], edges[1:]) if b > a])
 
 
-def layer_heatmap(records: Records, label: str = "", points: int | None = POINTS) -> go.Figure:
-    """Per-layer gradient norms, layers x steps, coloured by log10(norm); non-finite cells marked. Past
-    ``points`` steps, each column is the largest of its stretch of steps."""
+def layer_heatmap(records: Records, label: str = "", points: int | None = POINTS, prefix: str = "grad_norm",
+                  title: str = "Gradient norm per layer") -> go.Figure:
+    """Per-layer gradient norms (the ``<prefix>:<layer>`` columns), layers x steps, coloured by log10(norm);
+    non-finite cells marked. Past ``points`` steps, each column is the largest of its stretch of steps."""
     df = frame(records)
-    layers = [c for c in df.columns if c.startswith("grad_norm:")]
+    layers = [c for c in df.columns if c.startswith(f"{prefix}:")]
     values = df[layers].to_numpy(dtype=float).T if layers else np.zeros((0, 0))
     keep = _spikiest_columns(values, points) if values.size else np.zeros(0, int)
     values = values[:, keep] if values.size else values
     steps = df["step"].to_numpy()[keep] if len(df) else np.zeros(0, int)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.where(np.isfinite(values) & (values > 0), np.log10(np.where(values > 0, values, 1.0)), np.nan)
-    names = [c[len("grad_norm:"):] for c in layers]
+    names = [c[len(prefix) + 1:] for c in layers]
     x, _ = thin(steps, np.zeros(len(steps)), None)
     traces = [dict(type="heatmap", z=logs.astype(np.float32), x=x, y=names, colorscale="Viridis",
                    colorbar=dict(title="log10 norm"), hoverongaps=False,
@@ -199,7 +225,7 @@ def layer_heatmap(records: Records, label: str = "", points: int | None = POINTS
                            y=[names[i] for i in np.asarray(bad_layer)[shown]], mode="markers",
                            marker=dict(symbol="x", color="red", size=6), name="non-finite"))
     shapes, notes = change_markers({label: records})
-    return _figure(traces, f"Gradient norm per layer {label}".strip(), height=120 + 28 * max(len(names), 3),
+    return _figure(traces, f"{title} {label}".strip(), height=120 + 28 * max(len(names), 3),
                    shapes=shapes, notes=notes, xaxis=dict(title="step"))
 
 
@@ -287,7 +313,7 @@ def _steps_only(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[keep], y[keep]
 
 
-def metrics_chart(runs: Runs, points: int | None = HALF) -> go.Figure:
+def metrics_chart(runs: Runs, points: int | None = HALF, smoothing: float = 0.0) -> go.Figure:
     """One panel per metric (and alpha where the demo has one), every run overlaid. Metrics measured every
     few steps are carried in between: each line keeps its changes only, then at most ``points`` points."""
     first = next((frame(r) for r in runs.values() if len(r)), pd.DataFrame())
@@ -297,9 +323,11 @@ def metrics_chart(runs: Runs, points: int | None = HALF) -> go.Figure:
     for label, df, color in _each_run(runs):
         for j, name in enumerate(names):
             if name in df:
-                x, y = _steps_only(df["step"].to_numpy(), _finite(df[name]))
-                traces.append(_line(x, y, points, name=label, legendgroup=label, showlegend=j == 0,
-                                    line=dict(color=color, shape="hv"), xaxis=f"x{axes[j]}", yaxis=f"y{axes[j]}"))
+                x, y = df["step"].to_numpy(), _finite(df[name])
+                if smoothing <= 0:  # a smoothed line is no longer piecewise constant
+                    x, y = _steps_only(x, y)
+                traces += _lines(x, y, points, smoothing, name=label, legendgroup=label, showlegend=j == 0,
+                                 line=dict(color=color, shape="hv"), xaxis=f"x{axes[j]}", yaxis=f"y{axes[j]}")
     shapes, notes = change_markers(runs, xrefs=[f"x{a}" for a in axes]) if names else ([], [])
     return _figure(traces, "Metrics", height=320, shapes=shapes, notes=notes + _panel_titles(names, axes),
                    **_side_by_side(axes))
@@ -562,16 +590,16 @@ def display(records) -> pd.DataFrame:
     return df
 
 
-def live_figures(runs: Mapping[str, Any], every: int = 0, log_y: bool = False, thinned: bool = True
-                 ) -> dict[str, go.Figure]:
+def live_figures(runs: Mapping[str, Any], every: int = 0, log_y: bool = False, thinned: bool = True,
+                 smoothing: float = 0.0) -> dict[str, go.Figure]:
     """Every chart the live section of a page redraws while runs train, by its place on the page: the loss and its
     terms, the gradient norm, the metrics, a per-layer heatmap per run, and with the per-term probe (measured every
     ``every`` steps; 0: off) each term's gradient norm and the cosines. ``runs``: label -> a bounded window of
     the run's records (``records.window``). Thinned to what the charts' widths can show (``thinned=False``: every
     point of the window, as the page drew them before)."""
     full, half = (POINTS, HALF) if thinned else (None, None)
-    figures = {"loss_chart": loss_chart(runs, log_y=log_y, points=full), "grad_chart": grad_norm_chart(runs, half),
-               "metrics_chart": metrics_chart(runs, half)}
+    figures = {"loss_chart": loss_chart(runs, log_y=log_y, points=full, smoothing=smoothing),
+               "grad_chart": grad_norm_chart(runs, half, smoothing), "metrics_chart": metrics_chart(runs, half, smoothing)}
     for i, (label, recs) in enumerate(runs.items()):
         figures[f"heatmap_{i}"] = layer_heatmap(recs, f"({label})", half)  # cells of 2-3 px
     probed = {label: recs for label, recs in runs.items() if len(recs) and gradients.probe_terms(frame(recs).columns)}

@@ -58,7 +58,44 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="a JSON list of {id, severity, message, evidence, suggestion}")
     check.add_argument("--quick", action="store_true", help="skip the short run, the one-batch run and the scan")
     check.set_defaults(steps=1)
+    board = sub.add_parser("dashboard", help="serve the dashboard (Streamlit) on 127.0.0.1, as tensorboard --logdir")
+    board.add_argument("files", nargs="*", metavar="FILE.py", help="files of your own code, each a page")
+    board.add_argument("--runs", default=None, metavar="DIR", help="a folder of lossviz CSVs for the Runs page")
+    board.add_argument("--port", type=_positive_int, default=8501)
     return parser
+
+
+def dashboard_command(files: Sequence[str], runs: str | None, port: int) -> list[str]:
+    """The ``streamlit run`` command serving the installed app with the project's settings (its
+    ``.streamlit/config.toml`` is not in the current folder): no file watcher, no collection after every run."""
+    from pathlib import Path
+
+    import dashboard
+
+    root = Path(dashboard.__file__).resolve().parents[1]
+    app = root / "app.py" if (root / "app.py").exists() else root / "lossviz_app" / "app.py"
+    def absolute(name: str) -> str:  # "path.py[:NAME]" with the path made absolute
+        path, sep, obj = name.partition(":")
+        return str(Path(path).resolve()) + sep + obj
+
+    extra = [absolute(f) for f in files] + (["--runs", str(Path(runs).resolve())] if runs else [])
+    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+            "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
+            "--runner.postScriptGC", "false", "--browser.gatherUsageStats", "false", "--", *extra]
+
+
+def _dashboard(args) -> int:
+    for name in args.files:
+        path = name.partition(":")[0]
+        if not path.endswith(".py") or not os.path.isfile(path):
+            print(f"lossviz: error: {name}: not a .py file", file=sys.stderr)
+            return 2
+    if args.runs is not None and not os.path.isdir(args.runs):
+        print(f"lossviz: error: --runs {args.runs}: no such folder", file=sys.stderr)
+        return 2
+    command = dashboard_command(args.files, args.runs, args.port)
+    print(f"lossviz dashboard: http://127.0.0.1:{args.port}", file=sys.stderr)
+    os.execv(command[0], command)  # Streamlit takes over this process (and its signals)
 
 
 def _check(args) -> int:
@@ -302,6 +339,8 @@ COMMANDS = {"train": _train, "landscape": _landscape, "sweep": _sweep, "check": 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "dashboard":
+        return _dashboard(args)
     from .shutdown import terminate_as_interrupt
 
     terminate_as_interrupt()  # SIGTERM ends a run as Ctrl-C does: finished rows kept, exit 130

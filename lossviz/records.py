@@ -126,6 +126,11 @@ def window(records: Sequence[dict[str, Any]], recent: int = 2000, older: int = 1
         rows = sorted(picked)
     if isinstance(records, RecordLog):
         return records.frame(rows)
+    if isinstance(records, pd.DataFrame):  # a run read from its CSV (the Runs page)
+        if n > recent + older and "nonfinite" in records:
+            first_bad = np.flatnonzero(records["nonfinite"].to_numpy() > 0)[:1].tolist()
+            rows = sorted(set(rows) | set(first_bad))
+        return records.iloc[list(rows)]
     return frame([records[i] for i in rows])
 
 

@@ -9,3 +9,28 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def train_csv(steps=30, nan_at=None, lr=0.01, probe=True) -> str:
+    """A train CSV as the trainer writes it (the columns of a two-term demo with the probe on), for the Runs page."""
+    import math
+
+    import numpy as np
+
+    from lossviz import records
+
+    rng = np.random.default_rng(steps)
+    rows = []
+    for s in range(1, steps + 1):
+        loss = float(np.exp(-s / 10) + 0.05 * rng.random())
+        bad = nan_at is not None and s >= nan_at
+        row = {"step": s, "loss": math.nan if bad else loss, "loss:a": loss / 2, "loss:b": loss / 2,
+               "grad_norm": 1.0 / s, "grad_norm:dense": 1.0 / s, "nonfinite": 1 if bad else 0,
+               "first_nonfinite": "loss" if bad else "", "nonfinite_in": "loss" if bad else "",
+               "metric:accuracy": s / steps}
+        if probe:
+            row.update({"grad_norm@a": 0.5 / s, "grad_norm@b": 0.5 / s, "grad_norm@a:dense": 0.5 / s,
+                        "grad_norm@b:dense": 0.5 / s, "cos:a|b": 0.3})
+        row["set:lr"] = lr if s < steps // 2 else lr * 10
+        rows.append(row)
+    return records.to_csv(rows)

@@ -13,7 +13,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, train_csv
 from dashboard import server as dashboard_server
 from dashboard.server import CHROMIUM
 
@@ -41,9 +41,13 @@ def _start_server(env: dict[str, str] | None = None):
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tmp_path_factory):
     require_chromium()
-    proc, url = _start_server({"LOSSVIZ_CODE": "examples/focal.py"})  # a file of your own code gets a page
+    runs = tmp_path_factory.mktemp("runs")  # the Runs page's folder: two runs of 300 steps
+    (runs / "lr_0.01.csv").write_text(train_csv(300, lr=0.01))
+    (runs / "lr_0.1.csv").write_text(train_csv(250, nan_at=240, lr=0.1))
+    # a file of your own code gets a page
+    proc, url = _start_server({"LOSSVIZ_CODE": "examples/focal.py", "LOSSVIZ_RUNS": str(runs)})
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -137,8 +141,7 @@ def test_check_up_lists_the_naive_loss_s_findings(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 2400})
     page.goto(f"{server}/Sparse_penalty?variant=naive")
     page.get_by_text("Check-up: what will go wrong").click()
-    page.get_by_text("quick: the probes without training").click()  # the edges only (the full check: test_checkup)
-    page.get_by_role("button", name="Check-up", exact=True).click()
+    page.get_by_role("button", name="Quick check-up", exact=True).click()  # the full check: test_checkup
     _wait_or_show(page, "nonfinite-at-edge", "check_up", timeout=120_000)
     page.get_by_text("the short run, the one-batch run and the scan were skipped").wait_for(timeout=60_000)
     assert page.get_by_role("button", name="load this change").count() >= 1
@@ -147,6 +150,71 @@ def test_check_up_lists_the_naive_loss_s_findings(server, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator('[data-testid="stExpander"]', has_text="Check-up").screenshot(path=str(ARTIFACTS / "check_up.png"))
     page.close()
+
+
+def test_runs_page_overlays_two_runs_with_smoothing(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 3000})
+    page.goto(f"{server}/Runs")
+    _wait_or_show(page, "lr_0.1.csv: first NaN/inf at step 240", "runs")
+    slider = page.get_by_role("slider")
+    slider.focus()
+    slider.press("End")  # 0.99
+    for _ in range(9):
+        slider.press("ArrowLeft")  # 0.90
+    page.get_by_text("0.90").first.wait_for(timeout=30_000)
+    page.locator(".js-plotly-plot").nth(3).wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)
+    _no_exception(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "runs.png"), full_page=True)
+    page.close()
+
+
+def test_lossviz_dashboard_serves_the_app_from_an_installed_checkout(browser, tmp_path):
+    """A fresh venv in a temporary folder (its dependencies seen through a .pth file: no network), the checkout
+    installed into it, then ``lossviz dashboard`` from another folder: the health check and a page answer."""
+    import site
+    import sys
+    import urllib.request
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    packages = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    with open(os.path.join(packages, "deps.pth"), "w") as f:
+        f.write("\n".join(site.getsitepackages()) + "\n")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    str(ROOT)], check=True, cwd=tmp_path, timeout=300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "runs").mkdir()
+    (elsewhere / "runs" / "a.csv").write_text(train_csv(20))
+    port = dashboard_server.free_port()
+    proc = subprocess.Popen([str(venv / "bin" / "lossviz"), "dashboard", "--runs", "runs", "--port", str(port)],
+                            cwd=elsewhere, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                assert time.time() < deadline, proc.stdout.read1().decode(errors="replace")[-1500:]
+                time.sleep(0.5)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.goto(f"{url}/Runs")
+        _wait_or_show(page, "runs in ", "installed_runs")
+        page.get_by_text("a.csv").first.wait_for(timeout=60_000)
+        assert "site-packages" in subprocess.run(
+            [str(python), "-c", "import dashboard.navigation as n; print(n.ROOT)"], capture_output=True, text=True,
+            cwd=elsewhere).stdout  # the installed app, not the checkout
+        _no_exception(page)
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_play_drag_a_slider_pause(server, browser):

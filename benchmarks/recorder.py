@@ -1,0 +1,73 @@
+"""The Keras Recorder's overhead: the same ``model.fit`` (3x100 dense net, batch 32, 4,096 samples) with and
+without ``lossviz.keras.Recorder`` (every batch recorded and flushed, and every 10th), and with a callback that
+does nothing per batch. The best of five fits each, interleaved.
+
+    python benchmarks/recorder.py
+
+Aim (issue 19): under 15% slower with ``every=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+import lossviz.keras  # noqa: E402
+import keras  # noqa: E402
+
+EPOCHS = 10
+ROUNDS = 5
+
+
+def model():
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((15,))] + [keras.layers.Dense(100, activation="relu") for _ in range(3)]
+                           + [keras.layers.Dense(1, activation="sigmoid")])
+    net.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    return net
+
+
+def fit_seconds(callbacks, x, y) -> float:
+    """One fit of EPOCHS epochs after a one-batch fit with the same callbacks (compile, trace)."""
+    net = model()
+    net.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0, callbacks=callbacks)
+    start = time.perf_counter()
+    net.fit(x, y, batch_size=32, epochs=EPOCHS, verbose=0, callbacks=callbacks)
+    return time.perf_counter() - start
+
+
+class PerBatch(keras.callbacks.Callback):
+    """A callback that does nothing per batch: what Keras' per-batch dispatch alone costs (the fit no longer
+    runs its steps ahead of the Python loop)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
+def main() -> None:
+    steps = EPOCHS * 4096 // 32
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4096, 15)).astype("float32")
+    y = (rng.random((4096, 1)) < 0.1).astype("float32")
+    with tempfile.TemporaryDirectory() as folder:
+        kinds = {"model.fit alone": lambda: [], "a no-op per-batch callback": lambda: [PerBatch()],
+                 "Recorder every=1": lambda: [lossviz.keras.Recorder(os.path.join(folder, "r.csv"))],
+                 "Recorder every=10": lambda: [lossviz.keras.Recorder(os.path.join(folder, "r10.csv"), every=10)]}
+        best = {k: float("inf") for k in kinds}
+        for _ in range(ROUNDS):  # interleaved: a slow moment of the machine falls on every kind alike
+            for name, callbacks in kinds.items():
+                best[name] = min(best[name], fit_seconds(callbacks(), x, y))
+    plain = best["model.fit alone"]
+    for name, seconds in best.items():
+        print(f"{name:<28} {steps / seconds:6.0f} steps/s  ({seconds / plain - 1:+.1%})")
+    print("aim: Recorder every=1 under +15%")
+
+
+if __name__ == "__main__":
+    main()

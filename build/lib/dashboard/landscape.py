@@ -1,0 +1,50 @@
+"""The landscape section: the loss around a trained run's weights, computed on demand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from lossviz import charts, surfaces
+
+
+def section(demo: str, jobs: dict[str, Any], meta: dict) -> None:
+    """On demand, for a finished run: the random-plane landscape (contour and 3-D), the PCA plane with the
+    training path, and the initial-to-final interpolation."""
+    st.subheader("Landscape")
+    c1, c2, c3 = st.columns(3)
+    resolution = c1.slider("resolution (points per axis)", 11, 61, 31, step=2, key=f"{demo}:resolution")
+    span = c2.select_slider("span of the random plane", [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0], 1.0,
+                            key=f"{demo}:span")
+    name = c3.selectbox("run", list(jobs), key=f"{demo}:landscape_run")
+    log_scale = st.checkbox("log colour scale", key=f"{demo}:landscape_log")
+    stored = st.session_state.get(f"{demo}:landscape")
+    if st.button("Compute landscape", key=f"{demo}:landscape_button"):
+        trainer = jobs[name].trainer
+        bar = st.progress(0.0, text="random plane")
+        result = {"job": id(jobs[name]), "run": name, "warning": None}
+        result["random"] = surfaces.random_landscape(
+            trainer, resolution, span, seed=meta.get("seed", 0),
+            on_progress=lambda f: bar.progress(0.6 * f, text=f"random plane: {f:.0%}"))
+        try:
+            result["pca"] = surfaces.trajectory_landscape(
+                trainer, resolution, on_progress=lambda f: bar.progress(0.6 + 0.35 * f, text=f"training path: {f:.0%}"))
+        except ValueError as e:
+            result["pca"], result["warning"] = None, str(e)
+        result["interpolation"] = surfaces.interpolation(trainer)
+        bar.progress(1.0, text=f"{resolution}x{resolution} grid, {len(trainer.snapshots)} weight snapshots")
+        st.session_state[f"{demo}:landscape"] = stored = result
+    if not stored or stored["job"] not in {id(job) for job in jobs.values()}:
+        st.caption("Computes the loss around the trained weights of the chosen run, many grid points per call.")
+        return
+    st.caption(f"Run {stored['run']}.")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.landscape_contour(stored["random"], log_scale), key=f"{demo}:land_contour")
+    right.plotly_chart(charts.landscape_surface(stored["random"]), key=f"{demo}:land_surface")
+    left, right = st.columns(2)
+    if stored["pca"] is not None:
+        left.plotly_chart(charts.landscape_contour(stored["pca"], log_scale), key=f"{demo}:land_pca")
+    else:
+        left.warning(stored["warning"])
+    right.plotly_chart(charts.interpolation_chart(stored["interpolation"]), key=f"{demo}:land_interp")

@@ -1,0 +1,314 @@
+"""The live section: Train / Play / Pause / Step / Reset / Stop, status, the charts redrawn while runs train
+(a bounded window of each run's records, knob changes marked), the NaN panel, and each run's table, CSV and
+reproducing command."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import streamlit as st
+
+from lossviz import charts, links, nansource, records, training, usercode
+from lossviz.jobs import TrainingJob
+from lossviz import settings as config
+
+from . import anatomy, controls, landscape, pacing
+from .common import fmt, jobs, smoothing_slider
+
+TABLE_ROWS = 200
+
+
+def _meta(demo: str) -> dict[str, Any]:
+    return st.session_state.get(f"{demo}:meta", {})
+
+
+def labels(demo: str) -> dict[str, str]:
+    return _meta(demo).get("labels", {})
+
+
+def start(demo: str, runs: dict[str, dict[str, Any]], steps: int | None, seed: int, stop_nan: bool,
+          compare_key: str | None) -> dict[str, TrainingJob]:
+    """Replace this session's jobs of the demo by new, not yet started ones (A, and B when compared), each
+    with the schedule loaded from a scenario or an address."""
+    for job in jobs(demo).values():
+        job.stop()
+    schedule = st.session_state.get(f"{demo}:schedule", {})
+    new = {}
+    for name, settings in runs.items():
+        job = TrainingJob(demo, settings, steps, seed=seed, stop_on_nonfinite=stop_nan, start=False)
+        for step, key, value in schedule.get(name, []):
+            try:
+                job.trainer.at(step, **{key: value})
+            except config.SettingError as e:
+                st.warning(f"run {name}: the scheduled change {step}:{key}={value} is skipped: {e}")
+        new[name] = job
+    st.session_state.setdefault("jobs", {})[demo] = new
+    st.session_state[f"{demo}:meta"] = {
+        "runs": runs, "seed": seed, "compare_key": compare_key,
+        "labels": {name: controls.label(demo, name, s, runs["A"] if name == "B" else None) for name, s in runs.items()}}
+    st.session_state.pop(f"{demo}:landscape", None)
+    st.session_state.pop(f"{demo}:scenario", None)
+    return new
+
+
+def _mismatch(demo: str, runs: dict[str, dict[str, Any]], seed: int) -> list[str]:
+    """Changes on the left that shape the graph or the data, so they cannot reach the runs in progress."""
+    found = []
+    current = jobs(demo)
+    if current and set(runs) != set(current):
+        found.append("run B " + ("added" if "B" in runs else "removed"))
+    for name, job in current.items():
+        want = runs.get(name)
+        if want is None:
+            continue
+        if job.trainer.seed != seed:
+            found.append(f"seed {job.trainer.seed} -> {seed}")
+        for p in config.params(demo, job.trainer.settings):
+            old, new = job.trainer.settings[p.key], want[p.key]
+            shaping = p.structural or p.shapes_data or (p.kind == "alpha" and (isinstance(old, str) or isinstance(new, str)))
+            if shaping and old != new:
+                found.append(f"{name}: {p.key} {config.format_value(old)} -> {config.format_value(new)}")
+    return list(dict.fromkeys(found))
+
+
+def transport(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any], errors: list[str]) -> None:
+    """The buttons. A knob moved on the left reaches playing or paused runs by itself (see ``controls``)."""
+    current = jobs(demo)
+    running = any(job.running for job in current.values())
+    can_go = any(job.can_continue for job in current.values())
+    buttons = st.columns(6)
+    pressed = {
+        "train": buttons[0].button("Train", type="primary", disabled=bool(errors), key=f"{demo}:train",
+                                   help=f"new weights from the seed, then {choice['steps']} steps"),
+        "play": buttons[1].button("Play", disabled=bool(errors) or running, key=f"{demo}:play",
+                                  help="train until Pause; knobs moved meanwhile act from the next chunk"),
+        "pause": buttons[2].button("Pause", disabled=not running, key=f"{demo}:pause"),
+        "step": buttons[3].button("Step", disabled=bool(errors) or running, key=f"{demo}:step",
+                                  help=f"train one chunk ({training.DEFAULT_CHUNK} steps), then pause"),
+        "reset": buttons[4].button("Reset", disabled=not current, key=f"{demo}:reset",
+                                   help="stop, clear the history; the next run starts from new weights"),
+        "stop": buttons[5].button("Stop", disabled=not running, key=f"{demo}:stop"),
+    }
+    action = next((name for name, hit in pressed.items() if hit), None)
+    if action is None:
+        return
+    compare_key = choice["other"][0] if choice["other"] else None
+    fresh = not current or not can_go
+    if action == "train":
+        for job in start(demo, runs, choice["steps"], choice["seed"], choice["stop_nan"], compare_key).values():
+            job.resume()
+    elif action == "play":
+        for job in (start(demo, runs, None, choice["seed"], choice["stop_nan"], compare_key) if fresh
+                    else current).values():
+            job.play()
+    elif action == "step":
+        for job in (start(demo, runs, None, choice["seed"], choice["stop_nan"], compare_key) if fresh
+                    else current).values():
+            job.step()
+    elif action == "pause":
+        for job in current.values():
+            job.pause()
+    elif action == "stop":
+        for job in current.values():
+            job.stop()
+    elif action == "reset":
+        for job in current.values():
+            job.stop()
+        st.session_state.setdefault("jobs", {})[demo] = {}
+        for key in ("meta", "landscape", "scenario"):
+            st.session_state.pop(f"{demo}:{key}", None)
+    st.rerun()
+
+
+def section(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any], errors: list[str],
+            extra_view: Callable[[Any], None] | None) -> None:
+    _schedule_note(demo)
+    transport(demo, runs, choice, errors)
+    mismatch = _mismatch(demo, runs, choice["seed"]) if not errors else []
+    if mismatch:
+        st.warning("Changed on the left: " + "; ".join(mismatch) + ". These shape the compiled graph or the data, "
+                   "so they cannot apply to the run in progress: press **Reset**, then Play or Train, to start "
+                   "over with them.")
+    current = jobs(demo)
+    if not current:
+        st.info("Set the loss and the training on the left, then press Train (a fixed number of steps) or Play "
+                "(until Pause; move the sliders while it trains).")
+        return
+    running = any(job.running for job in current.values())
+    _live(demo, running)
+    if not running:
+        shown = {labels(demo).get(name, name): job for name, job in current.items()}
+        if extra_view is not None and any(len(job.records) for job in current.values()):
+            extra_view(shown)
+        anatomy.section(demo, shown)
+        landscape.section(demo, shown, _meta(demo))
+        _tables(demo)
+
+
+def _schedule_note(demo: str) -> None:
+    schedule = st.session_state.get(f"{demo}:schedule", {})
+    if not any(schedule.values()):
+        return
+    words = "; ".join(f"run {name}: " + ", ".join(f"step {s}: {k} -> {fmt(v)}" for s, k, v in changes)
+                      for name, changes in schedule.items() if changes)
+    left, right = st.columns([5, 1])
+    left.caption(f"Scheduled knob changes for the next Train or Play: {words}")
+    if right.button("Clear schedule", key=f"{demo}:clear_schedule"):
+        st.session_state[f"{demo}:schedule"] = {}
+        st.rerun()
+
+
+def _live(demo: str, running: bool) -> None:
+    pace = pacing.of_page(demo)
+    pace.asked = None  # a full run of the page declares the fragment again: the browser's timer restarts
+
+    @st.fragment(run_every=pace.interval if running else None)
+    def live():
+        current = jobs(demo)
+        draw = pacing.start(pace, running)
+        names = labels(demo)
+        scenario = st.session_state.get(f"{demo}:scenario")
+        if scenario is not None:
+            st.info(f"**Scenario: {scenario.title}.** {scenario.text}")
+        for name, job in current.items():
+            job.watched()  # a Play run nobody draws pauses itself
+            _status(names.get(name, name), job)
+        _nan_panel(demo, current)
+        if draw:
+            _charts(current, names, st.session_state.get(f"{demo}:log_y", False),
+                    st.session_state.get(f"{demo}:smoothing", 0.0))
+        pacing.done(pace, running)
+        if running and not any(job.running for job in current.values()):
+            st.rerun()  # the runs paused or ended: redraw the whole page once, with the final views
+
+    live()
+    left, right = st.columns([1, 2])
+    left.checkbox("log scale for the loss", key=f"{demo}:log_y")
+    with right:
+        smoothing_slider(f"{demo}:smoothing")
+
+
+def _charts(current: dict[str, TrainingJob], names: dict[str, str], log_y: bool, smoothing: float = 0.0) -> None:
+    """The live charts of the runs, from a bounded window of each run's records."""
+    data = {names.get(name, name): records.window(job.records) for name, job in current.items()}
+    every = next((job.trainer.term_every for job in current.values() if job.trainer.term_every), 0)
+    figures = charts.live_figures(data, every, log_y, smoothing=smoothing)
+    st.plotly_chart(figures["loss_chart"], key="loss_chart")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(figures["grad_chart"], key="grad_chart")
+    c2.plotly_chart(figures["metrics_chart"], key="metrics_chart")
+    for i in range(len(data)):
+        st.plotly_chart(figures[f"heatmap_{i}"], key=f"heatmap_{i}")
+    anatomy.live(figures, every)
+
+
+def _status(name: str, job: TrainingJob) -> None:
+    step, status = job.trainer.step, job.status
+    ahead = job.queue_position
+    if ahead is not None:
+        status = f"queued, {ahead} ahead of you"
+    words = f"{name}: {status}, step {step:,}"
+    if job.records.thinned:
+        words += f" (older steps thinned to keep memory bounded: {len(job.records):,} records kept)"
+    if job.steps is not None:
+        st.progress(min(step / max(job.steps, 1), 1.0), text=f"{name}: {step} / {job.steps} steps"
+                    + ("" if status in ("running", "finished") else f" ({status})"))
+    else:
+        st.markdown(words)
+    if job.error:
+        st.error(f"{name} ended with an error: {job.error}")
+
+
+def _nan_panel(demo: str, current: dict[str, TrainingJob]) -> None:
+    names = labels(demo)
+    for name, job in current.items():
+        recs = job.records
+        where = records.describe_first_nonfinite(recs)
+        if where is None:
+            continue
+        bad = int((records.column(recs, "nonfinite") > 0).sum())
+        cause = records.likely_cause(demo, job.trainer.initial_settings, recs)
+        inside = _diagnosis(job, demo)
+        where_born = "In the formula" if demo == "custom" else "Where it was born"
+        st.error(f"**{names.get(name, name)}** - first NaN/inf at {where}; {bad} of {len(recs)} steps non-finite.  \n"
+                 + (f"{where_born}: **{inside}**.  \n" if inside else "") + f"Most likely cause: {cause}")
+
+
+def _diagnosis(job: TrainingJob, demo: str) -> str | None:
+    """For a formula, its first non-finite sub-expression; for a file of your own code, the first operation that
+    produced the NaN and its line in the file. A replay of the run, computed once per run."""
+    if demo != "custom" and not usercode.is_file(demo):
+        return None
+    cache = st.session_state.setdefault("nan_diagnosis", {})
+    if id(job) not in cache:
+        try:
+            cache[id(job)] = (training.formula_diagnosis(job.trainer) if demo == "custom"
+                              else nansource.nan_source(job.trainer))
+        except Exception as e:  # noqa: BLE001  (a replay that fails must not take the page down)
+            cache[id(job)] = f"the replay failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+    return cache[id(job)]
+
+
+def run_state(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any]) -> links.RunState | None:
+    """What reproduces the page: the runs shown (settings at step 1 and their knob changes), or, before any
+    run, the settings on the left with the loaded schedule."""
+    current = jobs(demo)
+    if "A" in current and len(current["A"].records):
+        a = current["A"]
+        state = links.RunState(_initial(a), a.trainer.seed, a.steps or a.trainer.step,
+                               schedule=_changes(a))
+        b = current.get("B")
+        key = _meta(demo).get("compare_key")
+        if b is not None and key is not None and len(b.records):
+            state.compare = (key, _initial(b)[key])
+            state.schedule_b = [c for c in _changes(b) if c[1] == key]
+        return state
+    if "A" not in runs:
+        return None
+    schedule = st.session_state.get(f"{demo}:schedule", {})
+    state = links.RunState(runs["A"], choice["seed"], max(choice["steps"], 1), schedule=list(schedule.get("A", [])))
+    if choice["other"] and "B" in runs:
+        state.compare = (choice["other"][0], runs["B"][choice["other"][0]])
+    return state
+
+
+def _initial(job: TrainingJob) -> dict[str, Any]:
+    return {**job.trainer.initial_settings, **records.knobs_of(job.records[0])}
+
+
+def _changes(job: TrainingJob) -> list[tuple[int, str, Any]]:
+    return [(step, key, new) for step, key, _, new in records.knob_changes(job.records)]
+
+
+def _tables(demo: str) -> None:
+    st.subheader("Runs")
+    names = labels(demo)
+    for name, job in jobs(demo).items():
+        recs = job.records
+        if not len(recs):
+            continue
+        shown = names.get(name, name)
+        st.markdown(f"**{shown}** - {job.trainer.step} steps, final loss {fmt(recs[-1]['loss'])}")
+        st.code(config.cli_command(demo, _initial(job), job.trainer.step, job.trainer.seed, changes=_changes(job)),
+                language="bash")
+        st.download_button(f"Download {name} as CSV", _csv(job), file_name=f"lossviz-{demo}-{name}.csv",
+                           mime="text/csv", key=f"{demo}:download:{name}")
+        st.dataframe(charts.display(recs[-TABLE_ROWS:]), height=240, key=f"{demo}:table:{name}")
+
+
+def _csv(job: TrainingJob) -> str:
+    """The run's CSV, built once per state of the run (a paused page reruns often)."""
+    cache = st.session_state.setdefault("csv_cache", {})
+    step, text = cache.get(id(job), (None, ""))
+    if step != job.trainer.step:
+        text = records.to_csv(job.records)
+        cache[id(job)] = (job.trainer.step, text)
+    return text
+
+
+def prediction_views(jobs: dict[str, Any], title: str, figure: Callable[[Any, dict], Any]) -> None:
+    """One column per run: ``figure(trainer, outputs)`` of the model's outputs on the run's whole data."""
+    st.subheader(title)
+    for i, (column, (name, job)) in enumerate(zip(st.columns(len(jobs)), jobs.items())):
+        column.markdown(f"**{name}**")
+        column.plotly_chart(figure(job.trainer, job.trainer.predict()), key=f"prediction_view_{i}")

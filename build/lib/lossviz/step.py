@@ -1,0 +1,514 @@
+"""The compiled training step: a pure function of a run's state, built and compiled once per structure.
+
+A *structure* is what shapes the graph (``settings.structure``: demo, optimizer, variant, mask, alpha mode,
+probe mode). Its :class:`Step` holds a model whose variables only name shapes and places (no run's weights
+live in them), and one compiled function that takes a run's state (trained values, fixed values, optimizer
+slots, carried probe values) and a chunk of batch indices, and returns the new state and the chunk's records.
+Every run of the structure calls the same function from its own thread with its own state: nothing is swapped,
+pooled or suspended. The model is called inside ``keras.StatelessScope``, so the demos' loss functions read the
+run's values through the variables as they would read the variables themselves.
+
+Speed: up to ``CHUNK`` steps are fused in one call (a ``tf.while_loop``), every probe is computed inside it
+(terms, global and per-layer gradient norms, non-finite counts and their place, alpha, metrics), and the function
+is compiled by XLA (``jit_compile``) where it compiles; a structure that does not compile keeps the plain step,
+and says why (``Step.xla_error``). Either way the choice belongs to the structure, so the same settings always
+give the same records.
+
+A record vector holds, in :class:`Layout` order: ``loss``, ``loss:<term>``, ``grad_norm``,
+``grad_norm:<layer>``, ``nonfinite``, ``alpha`` (two-branch), then the carried columns: ``metric:<name>`` and
+the per-term probe (``grad_norm@<term>``, ``grad_norm@<term>:<layer>``, ``cos:<a>|<b>``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from . import demos, gradients, models, optimizers, settings as config
+
+CHUNK = 40  # steps per compiled call at most: a run's chunk (its knobs change between chunks)
+EVAL_EVERY = 10  # held-out metrics are measured at step 1 and every EVAL_EVERY steps; records carry the latest
+MAX_STEPS = 24  # compiled steps kept per process (least recently used dropped; a run keeps its own)
+# LOSSVIZ_XLA=0 keeps every structure on the plain step: a diagnostic switch (XLA's rounding differs, so the
+# records of a process with it differ from everyone else's)
+XLA = os.environ.get("LOSSVIZ_XLA", "1") != "0"
+
+
+@dataclass
+class Layout:
+    """Names of the entries of a step's float vector, and of the places a non-finite value can appear."""
+
+    terms: tuple[str, ...]
+    layers: tuple[str, ...]
+    metrics: tuple[str, ...]
+    has_alpha: bool
+    variables: tuple[str, ...]
+    probe_terms: tuple[str, ...] = ()  # the terms whose own gradients are measured (empty: probe off)
+
+    @property
+    def columns(self) -> list[str]:
+        return (["loss"] + [f"loss:{t}" for t in self.terms] + ["grad_norm"]
+                + [f"grad_norm:{name}" for name in self.layers] + ["nonfinite"]
+                + (["alpha"] if self.has_alpha else []) + self.carried)
+
+    @property
+    def carried(self) -> list[str]:
+        """The columns measured on some steps only and carried in between: the metrics, the per-term probe."""
+        return [f"metric:{m}" for m in self.metrics] + gradients.columns(self.probe_terms, self.layers)
+
+    def place(self, code: int) -> tuple[str, str]:
+        """Decode the step's non-finite place code into (weight name or "loss", "loss"|"gradient"|"weight")."""
+        n = len(self.variables)
+        if code == 0:
+            return "", ""
+        if code == 1:
+            return "loss", "loss"
+        if code < 2 + n:
+            return self.variables[code - 2], "gradient"
+        return self.variables[code - 2 - n], "weight"
+
+
+@dataclass
+class State:
+    """Everything a run's next step depends on, as one float32 vector (one argument for the compiled step): the
+    trained values (model weights, then the loss's own trained variables: alpha, log-variances), the fixed ones
+    (the model's other weights, then the loss's own state: GradNorm's weights), the optimizer's slots, and the
+    carried values (metrics, per-term probe); ``shapes`` has the shapes of each of the four parts."""
+
+    values: Any
+    shapes: tuple
+
+    def parts(self) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], np.ndarray]:
+        """(trained, fixed, slots, carried) as numpy arrays."""
+        flat = np.asarray(self.values)
+        out, start = [], 0
+        for part in self.shapes:
+            arrays = []
+            for shape in part:
+                size = int(np.prod(shape))
+                arrays.append(flat[start:start + size].reshape(shape))
+                start += size
+            out.append(arrays)
+        return out[0], out[1], out[2], out[3][0]
+
+    @property
+    def trained(self) -> list[np.ndarray]:
+        return self.parts()[0]
+
+    @property
+    def fixed(self) -> list[np.ndarray]:
+        return self.parts()[1]
+
+    def with_trained(self, trained) -> "State":
+        _, fixed, slots, carried = self.parts()
+        return State(_pack_numpy(trained, fixed, slots, carried), self.shapes)
+
+
+def _pack_numpy(*parts) -> np.ndarray:
+    arrays = [np.ravel(np.asarray(v, np.float32)) for part in parts[:3] for v in part] + [np.ravel(parts[3])]
+    return np.concatenate(arrays).astype(np.float32) if arrays else np.zeros(0, np.float32)
+
+
+class Step:
+    """A structure's model, variables, record layout and compiled step (see the module's docstring)."""
+
+    def __init__(self, demo: demos.Demo, settings: Mapping[str, Any]):
+        self.demo = demo
+        self.key = config.structure(demo.name, settings)
+        # only the graph-shaping settings: numbers reach the step as tensors
+        self.settings = dict(self.key[1:])
+        with _BUILD_LOCK:  # Keras builds one model at a time
+            self.model = demo.build(self.settings)
+        trained = demo.extra_variables(self.settings)
+        own_state = demo.extra_state(self.settings)
+        self.extra = {name: keras.Variable(np.float32(v), name=name)
+                      for name, v in {**trained, **own_state}.items()}
+        self._extra_init = {**trained, **own_state}
+        self.trained = list(self.model.trainable_weights) + [self.extra[n] for n in trained]
+        self.fixed = list(self.model.non_trainable_weights) + [self.extra[n] for n in own_state]
+        self.optimizer = optimizers.OPTIMIZERS[self.settings["optimizer"]]
+        groups: dict[str, list[int]] = {}
+        for i, w in enumerate(self.model.trainable_weights):
+            groups.setdefault(models.layer_of(w), []).append(i)
+        for j, name in enumerate(trained):  # alpha, or the two log-variances, each a group of its own
+            groups[name] = [len(self.model.trainable_weights) + j]
+        self.groups = groups
+        # "pcgrad" | "gradnorm": the update is built from the terms' own gradients
+        alpha = self.settings.get("alpha")
+        self.weighting = alpha if alpha in ("pcgrad", "gradnorm") else None
+        self.probe = self.settings.get("term_grads", "off") if len(demo.term_names) > 1 else "off"
+        self.layout = Layout(
+            terms=demo.term_names, layers=tuple(groups), metrics=demo.metrics_of(self.settings),
+            has_alpha=demo.alpha is not None, variables=tuple(v.path for v in self.trained),
+            probe_terms=demo.term_names if self.probe != "off" else ())
+        self.xla = XLA
+        self.xla_error: str | None = None  # why this structure runs the plain step, when it does
+        self.compile_seconds: float | None = None
+        self._lock = threading.Lock()
+        self._fn = None
+        self._compiled: set[int] = set()  # the batch sizes compiled for
+        self.traces = 0
+        self._forward = None
+        self._forward_lock = threading.Lock()
+        self._ready = threading.Event()
+
+    # -- a run's state --------------------------------------------------------------------------------
+
+    def initial_state(self, seed: int) -> State:
+        """New weights from ``default_rng(seed)`` (Glorot-uniform kernels, zero biases), the loss's own variables
+        at their starting values, zero slots, zero carried values."""
+        values = dict(zip((id(w) for w in self.model.weights),
+                          models.initial_values(self.model, seed, own=self.demo.own_initializers)))
+        trained = [values[id(w)] for w in self.model.trainable_weights]
+        trained += [np.float32(self._extra_init[v.name]) for v in self.trained[len(trained):]]
+        fixed = [values[id(w)] for w in self.model.non_trainable_weights]
+        fixed += [np.float32(self._extra_init[v.name]) for v in self.fixed[len(fixed):]]
+        slots = self.optimizer.init([tuple(v.shape) for v in self.trained])
+        return State(_pack_numpy(trained, fixed, slots, np.zeros(len(self.layout.carried), np.float32)), self.shapes)
+
+    @property
+    def shapes(self) -> tuple:
+        """The shapes of the four parts of a state (see :class:`State`)."""
+        trained = tuple(tuple(v.shape) for v in self.trained)
+        slots = tuple(trained) * self.optimizer.slots_per_variable
+        return trained, tuple(tuple(v.shape) for v in self.fixed), slots, ((len(self.layout.carried),),)
+
+    def _unpack(self, values):
+        """A state vector as (trained, fixed, slots, carried) tensors, in the graph."""
+        shapes = self.shapes
+        sizes = [int(np.prod(shape)) for part in shapes for shape in part]
+        pieces = tf.split(values, sizes) if sizes else []
+        out, i = [], 0
+        for part in shapes:
+            out.append([tf.reshape(pieces[i + j], shape) for j, shape in enumerate(part)])
+            i += len(part)
+        return out[0], out[1], out[2], out[3][0]
+
+    @staticmethod
+    def _pack(trained, fixed, slots, carried):
+        return tf.concat([tf.reshape(v, (-1,)) for v in list(trained) + list(fixed) + list(slots)] + [carried], 0)
+
+    def scope(self, trained, fixed) -> keras.StatelessScope:
+        """The model's and the loss's variables reading a run's values."""
+        return keras.StatelessScope(state_mapping=list(zip(self.trained, trained)) + list(zip(self.fixed, fixed)))
+
+    # -- the step -------------------------------------------------------------------------------------
+
+    def loss_and_terms(self, inputs, targets, hp):
+        """Forward pass (inside a scope): (total loss, dict of terms, outputs). Used by the step and the landscapes."""
+        out = self.demo.forward(self.model, inputs, True)
+        terms, total = self.demo.terms(self.model, out, (inputs, targets), hp, self.extra, self.settings)
+        return total, terms, out
+
+    def _gradients(self, tape, target, trained) -> list:
+        grads = tape.gradient(target, trained)
+        return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, trained)]
+
+    def _term_gradients(self, trained, fixed, inputs, targets, hp) -> dict[str, list]:
+        """Each term's gradient, on a forward pass of its own (the probe on the steps it measures)."""
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(trained)
+            with self.scope(trained, fixed):
+                _, terms, _ = self.loss_and_terms(inputs, targets, hp)
+                parts = self.demo.parts_of(terms, hp, self.extra, self.settings)
+        grads = {name: self._gradients(tape, parts[name], trained) for name in self.demo.term_names}
+        del tape
+        return grads
+
+    def _own(self, fixed, name: str):
+        """The value of the loss's own state variable ``name`` in a run's fixed values."""
+        return tf.reshape(fixed[_position(self.fixed, self.extra[name])], ())
+
+    def _weighted(self, term_grads: dict[str, list], terms, hp, fixed, lr) -> tuple[list, list]:
+        """The update of a weighting mode from the terms' gradients, and the fixed values after it."""
+        grads = list(term_grads.values())
+        if self.weighting == "pcgrad":
+            return gradients.pcgrad(grads), fixed
+        # GradNorm: the parts are w_i L_i / 2, so |grad_W L_i| = 2 |grad_W part_i| / w_i on the shared layer W
+        part_norms = tf.stack([gradients.norms(g, self.groups)[1][self.demo.shared_layer] for g in grads])
+        weights = tf.stack([self._own(fixed, "gradnorm_w1"), self._own(fixed, "gradnorm_w2")])
+        losses = tf.stack([tf.reshape(terms[t], ()) for t in self.demo.term_names])
+        initial = tf.stack([self._own(fixed, "gradnorm_l0_1"), self._own(fixed, "gradnorm_l0_2")])
+        initial = tf.where(initial > 0, initial, losses)  # step 1 sets L_i(0)
+        new = gradients.gradnorm_weights(weights, 2.0 * part_norms / weights, losses, initial,
+                                         hp["gradnorm_alpha"], tf.abs(lr))
+        fixed = list(fixed)
+        for name, value in (("gradnorm_w1", new[0]), ("gradnorm_w2", new[1]), ("gradnorm_l0_1", initial[0]),
+                            ("gradnorm_l0_2", initial[1])):
+            fixed[_position(self.fixed, self.extra[name])] = tf.reshape(value, self.extra[name].shape)
+        return gradients.total(grads), fixed
+
+    def _step(self, trained, fixed, slots, carried, inputs, targets, eval_inputs, eval_targets, hp, lr, clipnorm,
+              clipvalue, step, term_every):
+        # the terms' own gradients come from the step's tape when the update needs them or the probe measures
+        # every step; otherwise the probe takes them on a forward pass of its own, on the steps it measures
+        together = self.weighting is not None or self.probe == "every"
+        with tf.GradientTape(persistent=together) as tape:
+            tape.watch(trained)
+            with self.scope(trained, fixed) as scope:
+                loss, terms, out = self.loss_and_terms(inputs, targets, hp)
+                parts = self.demo.parts_of(terms, hp, self.extra, self.settings) if together else None
+        moved = [scope.get_current_value(v) for v in self.fixed]  # e.g. a batch norm's moving statistics
+        term_grads = {name: self._gradients(tape, parts[name], trained) for name in self.demo.term_names} \
+            if together else None
+        if self.weighting is not None:
+            grads, moved = self._weighted(term_grads, terms, hp, moved, lr)
+        else:
+            grads = self._gradients(tape, loss, trained)
+        del tape
+
+        # reduce_sum of a stacked vector, not add_n: add_n sums many inputs in no fixed order
+        sums = gradients.squares(grads)
+        global_norm, layer_norms = gradients.norms_of(sums, self.groups)
+        loss_bad = tf.cast(tf.logical_not(tf.math.is_finite(loss)), tf.int32)
+        grad_bad = _nonfinite_counts(grads, sums)
+
+        n_metrics = len(self.layout.metrics)
+        last_metrics, last_probe = carried[:n_metrics], carried[n_metrics:]
+        if not self.layout.probe_terms:
+            probe = last_probe
+        elif self.probe == "every":
+            probe = gradients.anatomy(term_grads, self.groups)
+        else:  # on step 1 and every term_every-th step, before the update (tapes do not reach into a cond)
+            measure = lambda: gradients.anatomy(  # noqa: E731
+                term_grads if together else self._term_gradients(trained, fixed, inputs, targets, hp), self.groups)
+            probe = tf.cond(tf.logical_or(tf.equal(step, 1), tf.equal(step % term_every, 0)), measure,
+                            lambda: last_probe)
+
+        grads = _clip(grads, clipnorm, clipvalue)
+        new_trained, new_slots = self.optimizer.update(grads, trained, slots, lr, step - 1)
+        if "alpha" in self.extra:  # projected gradient step: alpha stays in [0, 1]
+            i = _position(self.trained, self.extra["alpha"])
+            new_trained[i] = tf.clip_by_value(new_trained[i], 0.0, 1.0)
+        weight_bad = _nonfinite_counts(new_trained, tf.stack([tf.reduce_sum(v) for v in new_trained]))
+
+        n = len(self.trained)
+        grad_place = _last_true(grad_bad > 0)  # nearest the loss: backprop meets it first
+        weight_place = _first_true(weight_bad > 0)
+        place = tf.where(loss_bad > 0, 1, tf.where(grad_place >= 0, 2 + grad_place,
+                                                   tf.where(weight_place >= 0, 2 + n + weight_place, 0)))
+        nonfinite = loss_bad + tf.reduce_sum(grad_bad) + tf.reduce_sum(weight_bad)
+
+        with self.scope(new_trained, moved):  # the metrics and alpha after the update
+            if self.demo.metrics_on_eval:  # on the held-out sample, at step 1 and every EVAL_EVERY steps
+                def measure_metrics():
+                    metric_out = self.demo.forward(self.model, eval_inputs, False)
+                    found = self.demo.metrics(self.model, metric_out, (eval_inputs, eval_targets), hp, self.extra,
+                                              self.settings)
+                    return _vector([found[m] for m in self.layout.metrics])
+                metric_vector = tf.cond(tf.logical_or(tf.equal(step, 1), tf.equal(step % EVAL_EVERY, 0)),
+                                        measure_metrics, lambda: last_metrics)
+            else:
+                found = self.demo.metrics(self.model, out, (inputs, targets), hp, self.extra, self.settings)
+                metric_vector = _vector([found[m] for m in self.layout.metrics])
+            alpha = [self.demo.alpha(hp, self.extra, self.settings)] if self.layout.has_alpha else []
+        values = [loss] + [terms[t] for t in self.layout.terms] + [global_norm] + list(layer_norms.values())
+        values += [tf.cast(nonfinite, tf.float32)] + alpha
+        carried = tf.concat([metric_vector, tf.reshape(probe, (-1,))], 0)
+        vector = tf.concat([_vector(values), carried], 0)
+        return vector, tf.cast(place, tf.int32), new_trained, moved, new_slots, carried
+
+    def _build(self, data, eval_set, hp_keys, jit: bool):
+        """The fused function running ``count`` steps of a chunk (K, B) of batch indices into the run's data."""
+        self.traces += 1
+        width = len(self.layout.columns)
+        width_nonfinite = self.layout.columns.index("nonfinite")
+        scalar = tf.TensorSpec((), tf.float32)
+
+        def specs(values):
+            return [tf.TensorSpec(v.shape, v.dtype) for v in values]
+
+        def table(d):
+            return {k: tf.TensorSpec((None,) + tuple(v.shape[1:]), tf.float32) for k, v in d.items()}
+
+        # few arguments: binding each one costs the call time (the state and the numbers are one vector each)
+        signature = [tf.TensorSpec((None,), tf.float32), table(data.inputs), table(data.targets),
+                     table(eval_set.inputs), table(eval_set.targets), tf.TensorSpec((None, None), tf.int32),
+                     tf.TensorSpec((3 + len(hp_keys),), tf.float32), tf.TensorSpec((4,), tf.int32)]
+
+        def run(values, inputs, targets, eval_inputs, eval_targets, idx, numbers, counters):
+            trained, fixed, slots, carried = self._unpack(values)
+            lr, clipnorm, clipvalue = numbers[0], numbers[1], numbers[2]
+            hp = {k: numbers[3 + i] for i, k in enumerate(hp_keys)}
+            count, first_step, term_every = counters[0], counters[1], counters[2]
+            stop_on_nonfinite = counters[3] > 0
+            size = tf.shape(idx)[0]
+            vectors = tf.TensorArray(tf.float32, size=size, element_shape=(width,))
+            places = tf.TensorArray(tf.int32, size=size, element_shape=())
+
+            def body(i, seen, trained, fixed, slots, carried, vectors, places):
+                batch_in = {k: tf.gather(v, idx[i]) for k, v in inputs.items()}
+                batch_tg = {k: tf.gather(v, idx[i]) for k, v in targets.items()}
+                vector, place, trained, fixed, slots, carried = self._step(
+                    trained, fixed, slots, carried, batch_in, batch_tg, eval_inputs, eval_targets, hp, lr, clipnorm,
+                    clipvalue, first_step + i, term_every)
+                seen = tf.logical_or(seen, vector[width_nonfinite] > 0)
+                return i + 1, seen, trained, fixed, slots, carried, vectors.write(i, vector), places.write(i, place)
+
+            def cond(i, seen, *_):
+                return tf.logical_and(i < count, tf.logical_not(tf.logical_and(stop_on_nonfinite, seen)))
+
+            # steps in order: one update before the next forward
+            done, _, trained, fixed, slots, carried, vectors, places = tf.while_loop(
+                cond, body, (tf.constant(0), tf.constant(False), trained, fixed, slots, carried, vectors, places),
+                parallel_iterations=1, maximum_iterations=size)
+            return self._pack(trained, fixed, slots, carried), vectors.stack(), places.stack(), done
+
+        # called as its concrete function: half the call time of the tf.function (no signature matching)
+        return tf.function(run, input_signature=signature, jit_compile=jit).get_concrete_function()
+
+    def run(self, state: State, data, eval_set, idx: np.ndarray, count: int, hp: Mapping[str, float], lr: float,
+            clipnorm: float, clipvalue: float, stop_on_nonfinite: bool, first_step: int, term_every: int
+            ) -> tuple[State, np.ndarray, np.ndarray]:
+        """``count`` steps of the chunk of batch indices ``idx`` (CHUNK x batch size) into the run's ``data`` (and
+        ``eval_set``, datasets of tensors): the new state and the records' vectors and places.
+
+        The first call of a batch size compiles (see ``_first_call``)."""
+        numbers = np.array([lr, clipnorm, clipvalue] + [float(v) for v in hp.values()], np.float32)
+        counters = np.array([count, first_step, term_every, int(bool(stop_on_nonfinite))], np.int32)
+        args = (state.values, data.inputs, data.targets, eval_set.inputs, eval_set.targets, np.asarray(idx, np.int32),
+                numbers, counters)
+        batch = int(np.shape(idx)[1])
+        if batch in self._compiled:
+            out = self._fn(*args)
+        else:  # one compile at a time: the runs that need the same one wait for it
+            with self._lock:
+                out = self._fn(*args) if batch in self._compiled else self._first_call(args, data, eval_set, hp)
+                self._compiled.add(batch)
+        values, vectors, places, done = out
+        done = int(done)
+        return State(values, state.shapes), vectors.numpy()[:done], places.numpy()[:done]
+
+    def _first_call(self, args, data, eval_set, hp):
+        """The first call for a batch size: trace (once), compile, run. A structure XLA cannot compile runs the
+        plain step from here on (the step is pure: the failed call changed nothing)."""
+        start = time.perf_counter()
+        if self._fn is None:
+            self._fn = self._build(data, eval_set, tuple(hp), jit=self.xla)
+        try:
+            out = self._fn(*args)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as e:
+            if not self.xla or self._compiled:
+                raise
+            self.xla, self.xla_error = False, _first_line(e)
+            self._fn = self._build(data, eval_set, tuple(hp), jit=False)
+            out = self._fn(*args)
+        if self.compile_seconds is None:
+            self.compile_seconds = time.perf_counter() - start
+        _give_back_memory()
+        self._ready.set()
+        return out
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    # -- the model at a run's state (prediction views, replays) ---------------------------------------
+
+    def forward(self, state: State, inputs: Mapping[str, np.ndarray], training: bool = False) -> dict[str, np.ndarray]:
+        """The model's outputs for ``inputs`` at a run's state, as numpy arrays (one traced function per structure
+        and training mode, any number of rows)."""
+        with self._forward_lock:
+            if self._forward is None:
+                def forward(trained, fixed, inputs, training):
+                    with self.scope(trained, fixed):
+                        return self.demo.forward(self.model, inputs, training)
+                self._forward = {mode: tf.function(lambda t, f, x, mode=mode: forward(t, f, x, mode),
+                                                   reduce_retracing=True) for mode in (False, True)}
+        trained, fixed, _, _ = state.parts()
+        out = self._forward[training](trained, fixed, {k: tf.convert_to_tensor(v, tf.float32) for k, v in inputs.items()})
+        return {k: np.asarray(v) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- the steps of this process
+
+_BUILD_LOCK = threading.Lock()
+_STEPS: "OrderedDict[tuple, Step]" = OrderedDict()
+_STEPS_LOCK = threading.Lock()
+
+
+def get(demo: demos.Demo, settings: Mapping[str, Any]) -> Step:
+    """The step of these settings' structure: one per structure and process, built on first use."""
+    key = config.structure(demo.name, settings)
+    with _STEPS_LOCK:
+        found = _STEPS.get(key)
+        if found is None:
+            found = _STEPS[key] = Step(demo, settings)
+        _STEPS.move_to_end(key)
+        while len(_STEPS) > MAX_STEPS:
+            _STEPS.popitem(last=False)
+        return found
+
+
+def known() -> int:
+    with _STEPS_LOCK:
+        return len(_STEPS)
+
+
+# ----------------------------------------------------------------------------- helpers (XLA-friendly: no dynamic shapes)
+
+def _vector(values):
+    """Scalars as one float32 vector (an empty list gives an empty vector)."""
+    if not values:
+        return tf.zeros((0,), tf.float32)
+    return tf.stack([tf.reshape(tf.cast(v, tf.float32), ()) for v in values])
+
+
+def _count_nonfinite(x):
+    return tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.int32))
+
+
+def _nonfinite_counts(values, sums):
+    """The non-finite entries of each tensor, counted only when one of ``sums`` (a sum over each tensor, of its
+    entries or their squares) is not finite: a NaN or inf entry always makes its sum so, and a sum that overflows
+    on finite entries only costs the exact count. Most steps have none, so they skip a pass over every tensor."""
+    return tf.cond(tf.reduce_all(tf.math.is_finite(sums)), lambda: tf.zeros(len(values), tf.int32),
+                   lambda: tf.stack([_count_nonfinite(v) for v in values]))
+
+
+def _first_true(flags):
+    """The index of the first true flag, -1 when none is."""
+    return tf.where(tf.reduce_any(flags), tf.cast(tf.argmax(tf.cast(flags, tf.int32)), tf.int32), -1)
+
+
+def _last_true(flags):
+    """The index of the last true flag, -1 when none is."""
+    n = tf.shape(flags)[0]
+    return tf.where(tf.reduce_any(flags), n - 1 - tf.cast(tf.argmax(tf.cast(flags[::-1], tf.int32)), tf.int32), -1)
+
+
+def _clip(grads, clipnorm, clipvalue):
+    """Keras' ``clipnorm`` (each tensor to that norm) then ``clipvalue``; 0 turns either off (and costs nothing)."""
+    grads = tf.cond(clipnorm > 0, lambda: [tf.clip_by_norm(g, tf.maximum(clipnorm, 1e-12)) for g in grads],
+                    lambda: list(grads))
+    return tf.cond(clipvalue > 0, lambda: [tf.clip_by_value(g, -clipvalue, clipvalue) for g in grads],
+                   lambda: list(grads))
+
+
+def _give_back_memory() -> None:
+    """Return the heap XLA's compiler freed to the system (glibc keeps it otherwise: policy-value's compile
+    leaves ~350 MiB of free heap in the process). Elsewhere, nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _position(values, variable) -> int:
+    """The index of ``variable`` in a list of variables (``==`` on Keras variables compares their values)."""
+    return next(i for i, v in enumerate(values) if v is variable)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]

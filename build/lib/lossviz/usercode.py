@@ -1,0 +1,587 @@
+"""Your own code as a demo: a Python file with a loss (and optionally a model, data and metrics).
+
+``load("path/to/file.py[:NAME]")`` imports the file (the operator's own code, named on the command line or in
+``LOSSVIZ_CODE``; nothing a browser sends reaches here), finds the loss (the object ``NAME``, default ``loss``)
+and registers a demo of that name, with the loss's numeric defaults as knobs. The loss may be
+
+- a function ``loss(y_true, y_pred, gamma=2.0, ...)``;
+- a factory whose parameters all have numeric defaults, returning ``fn(y_true, y_pred)``;
+- a class with ``__init__(self, <numeric defaults>)`` and ``__call__(self, y_true, y_pred)``;
+- a ``keras.losses.Loss`` subclass or instance (knobs: its numeric constructor arguments, or its config).
+
+It returns a per-sample tensor (averaged), a scalar, or a dict ``{term: tensor}`` (the total is their sum, and each
+term gets the per-term gradient probe). ``model`` (a ``keras.Model`` or a function returning one), ``data``
+(``data(seed)`` -> ``(x, y)`` or ``((x, y), (x_val, y_val))``, numpy arrays or lists or dicts of them) and
+``metrics`` (name -> ``fn(y_true, y_pred)``) are optional: without model and data, the ``custom`` demo's net and
+data are used (``task=binary``: y_pred is the probability; ``task=regression``: the prediction).
+
+A knob reaches the compiled step as a tensor, so changing it mid-run needs no retrace. Code that needs a Python
+number there (``float(gamma)``, ``range(k)``) is found when the loss is first traced: that knob then shapes the
+graph (``Param.structural``, with the reason in its help). Anything wrong with the file is one
+:class:`CodeError` line naming the file, the line and what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import math
+import re
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+import keras
+from keras import ops
+
+from . import data as builtin_data, demos, settings as config
+from .knobs import Param, SettingError
+
+LIMITS = {"knobs": 16, "rows": 2_000_000}
+_CUSTOM = demos.DEMOS["custom"]  # a file without model and data runs on the formula demo's net, data and metrics
+_CONFIG_SKIP = {"name", "reduction", "dtype"}  # a Loss's config entries that are never knobs
+_KERAS2 = {"pow": "power", "dot": "dot", "switch": "where", "int_shape": "shape", "gather": "take",
+           "batch_dot": "einsum", "l2_normalize": "normalize"}
+
+
+class CodeError(SettingError):
+    """A file that cannot be used: one line naming the file, the line and what to fix."""
+
+
+is_file = config.is_file
+label = config.file_label
+
+
+def split(name: str) -> tuple[str, str]:
+    """``"path.py:NAME"`` -> ``("path.py", "NAME")``; the object's name defaults to ``loss``."""
+    path, _, obj = name.partition(":")
+    return path, obj or "loss"
+
+
+# ----------------------------------------------------------------------------- nested arrays <-> flat dicts
+
+
+@dataclass(frozen=True)
+class Nest:
+    """How a structure of arrays (one array, a list, a dict) maps to the flat dict of named arrays lossviz keeps."""
+
+    kind: str  # "array" | "list" | "dict"
+    keys: tuple[str, ...]  # the flat names, in order
+    inner: tuple[Any, ...] = ()  # the dict keys or nothing
+
+    @classmethod
+    def of(cls, value, prefix: str) -> "Nest":
+        if isinstance(value, Mapping):
+            inner = tuple(value)
+            return cls("dict", tuple(f"{prefix}:{k}" for k in inner), inner)
+        if isinstance(value, (list, tuple)):
+            return cls("list", tuple(f"{prefix}{i}" for i in range(len(value))))
+        return cls("array", (prefix,))
+
+    def flatten(self, value) -> dict[str, Any]:
+        if self.kind == "dict":
+            return {k: value[i] for k, i in zip(self.keys, self.inner)}
+        if self.kind == "list":
+            return dict(zip(self.keys, value))
+        return {self.keys[0]: value}
+
+    def unflatten(self, flat: Mapping[str, Any]):
+        if self.kind == "dict":
+            return {i: flat[k] for k, i in zip(self.keys, self.inner)}
+        if self.kind == "list":
+            return [flat[k] for k in self.keys]
+        return flat[self.keys[0]]
+
+
+# ----------------------------------------------------------------------------- the file
+
+
+def _frame_line(error: BaseException, path: Path) -> int | None:
+    """The last line of ``path`` in the error's traceback (or its own line, for a syntax error)."""
+    if isinstance(error, SyntaxError) and error.lineno:
+        return error.lineno
+    line = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if Path(frame.filename).resolve() == path:
+            line = frame.lineno
+    return line
+
+
+def _where(given: str, line: int | None) -> str:
+    return f"{given}:{line}" if line else given
+
+
+def explain(error: BaseException, given: str, path: Path) -> str:
+    """One line for an error raised by the file's code: the file and line, and what to fix."""
+    line = _where(given, _frame_line(error, path))
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    missing = re.match(r"module 'keras(?:\.src)?\.backend' has no attribute '(\w+)'", text)
+    if isinstance(error, AttributeError) and missing:
+        name = missing.group(1)
+        new = _KERAS2.get(name, name)
+        fix = f"keras.ops.{new}" if hasattr(ops, new) else "a keras.ops function"
+        return f"{line}: K.{name} is a Keras 2 backend function, gone in Keras 3: use {fix}"
+    if isinstance(error, SyntaxError):
+        return f"{line}: syntax error: {error.msg}"
+    if isinstance(error, ImportError):
+        return f"{line}: cannot import: {text}"
+    return f"{line}: {type(error).__name__}: {text}"[:400]
+
+
+def _import(given: str):
+    path = Path(given).expanduser().resolve()
+    if not path.is_file():
+        raise CodeError(f"{given}: no such file")
+    name = "lossviz_code_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))  # the file may import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001  (any error of the operator's file becomes one line)
+        raise CodeError(explain(e, given, path)) from None
+    finally:
+        if sys.path and sys.path[0] == str(path.parent):
+            sys.path.pop(0)
+    sys.modules[name] = module
+    return module, path
+
+
+def _held(module) -> list[str]:
+    """What a file defines that could be a loss: its own functions, classes and callable objects."""
+    names = []
+    for key, value in vars(module).items():
+        if key.startswith("_") or inspect.ismodule(value):
+            continue
+        if inspect.isfunction(value) or inspect.isclass(value):
+            if getattr(value, "__module__", None) == module.__name__:
+                names.append(key)
+        elif callable(value):
+            names.append(key)
+    return names
+
+
+def _numeric(value) -> bool:
+    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _knobs(pairs, where: str) -> dict[str, float]:
+    """The numeric values among ``(name, value)`` pairs, as knobs; a non-finite one is refused."""
+    found = {}
+    for name, value in pairs:
+        if not _numeric(value):
+            continue
+        if not math.isfinite(float(value)):
+            raise CodeError(f"{where}: {name}={value} is not a finite number: give the knob a finite default")
+        found[name] = float(value)
+    return found
+
+
+def _knobs_of(signature: inspect.Signature, skip: int, where: str) -> dict[str, float]:
+    """The numeric keyword defaults of a signature (after the first ``skip`` parameters) as knobs."""
+    return _knobs(((p.name, p.default) for p in list(signature.parameters.values())[skip:]
+                   if p.default is not inspect.Parameter.empty), where)
+
+
+def _line_of(obj) -> int | None:
+    try:
+        return inspect.getsourcelines(obj)[1]
+    except (OSError, TypeError):
+        return None
+
+
+@dataclass
+class Loss:
+    """The loss of a file, whatever its form: ``compute(y_true, y_pred, knobs)`` calls it."""
+
+    form: str
+    knobs: dict[str, float]
+    make: Callable[[Mapping[str, Any]], Callable]  # knob values -> fn(y_true, y_pred)
+
+    def compute(self, y_true, y_pred, knobs: Mapping[str, Any]):
+        return self.make(knobs)(y_true, y_pred)
+
+
+def _loss_of(obj, given: str, name: str) -> Loss:
+    line = _line_of(obj)
+    where = _where(given, line)
+    if isinstance(obj, keras.losses.Loss):
+        config_ = obj.get_config()
+        knobs = _knobs(((k, v) for k, v in config_.items() if k not in _CONFIG_SKIP), where)
+        cls = type(obj)
+        return Loss("keras Loss instance", knobs,
+                    lambda kn: _unreduced(cls.from_config({**config_, **kn})))
+    if inspect.isclass(obj):
+        knobs = _knobs_of(inspect.signature(obj.__init__), 1, where)
+        if issubclass(obj, keras.losses.Loss):
+            return Loss("keras Loss subclass", knobs, lambda kn: _unreduced(obj(**kn)))
+        if not callable(getattr(obj, "__call__", None)) or "__call__" not in dir(obj):
+            raise CodeError(f"{where}: class {name} has no __call__(self, y_true, y_pred)")
+        return Loss("class", knobs, lambda kn: obj(**kn))
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        signature = inspect.signature(obj)
+        positional = [p for p in signature.parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+        if len(positional) >= 2:
+            return Loss("function", _knobs_of(signature, 2, where), lambda kn: lambda t, p: obj(t, p, **kn))
+        if not positional:
+            knobs = _knobs_of(signature, 0, where)
+            try:
+                made = obj(**knobs)
+            except Exception as e:  # noqa: BLE001
+                raise CodeError(explain(e, given, Path(given).resolve())) from None
+            if not callable(made):
+                raise CodeError(f"{where}: {name}() returns {type(made).__name__}, not a function: a loss is "
+                                f"{name}(y_true, y_pred, ...) or a factory returning fn(y_true, y_pred)")
+            return Loss("factory", knobs, lambda kn: obj(**kn))
+        raise CodeError(f"{where}: {name} takes one argument without a default: a loss is {name}(y_true, y_pred, "
+                        f"...) or a factory whose parameters all have defaults")
+    if callable(obj):
+        return Loss("callable object", {}, lambda kn: obj)
+    raise CodeError(f"{given}: {name} is a {type(obj).__name__}, not a function, a class or a keras Loss")
+
+
+def _unreduced(loss: keras.losses.Loss) -> Callable:
+    """A Keras Loss per sample: its ``call`` (the reduction is lossviz's mean)."""
+    return lambda t, p: loss.call(ops.convert_to_tensor(t), ops.convert_to_tensor(p))
+
+
+# ----------------------------------------------------------------------------- data and model
+
+
+def _arrays(value, what: str, given: str):
+    """Numpy float32 arrays in the same structure (an array, a list, a dict)."""
+    if isinstance(value, Mapping):
+        return {k: _arrays(v, what, given) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and value and not np.isscalar(value[0]) and np.ndim(value[0]) > 0:
+        return [_arrays(v, what, given) for v in value]
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise CodeError(f"{given}: data(): {what} is not numbers ({type(value).__name__})") from None
+    if array.ndim == 0:
+        raise CodeError(f"{given}: data(): {what} is a single number, not an array with one row per sample")
+    if array.ndim == 1:
+        array = array[:, None]
+    return array
+
+
+def _split_data(found, given: str):
+    """``(x, y)`` or ``((x, y), (x_val, y_val))`` -> (x, y, validation or None)."""
+    if not isinstance(found, (tuple, list)) or len(found) != 2:
+        raise CodeError(f"{given}: data(seed) must return (x, y) or ((x, y), (x_val, y_val)), got "
+                        f"{type(found).__name__}")
+    first, second = found
+    if all(isinstance(part, tuple) and len(part) == 2 and _looks_like_pair(part) for part in found):
+        return first[0], first[1], second
+    return first, second, None
+
+
+def _looks_like_pair(value) -> bool:
+    """(x, y) where both have the same number of rows: the validation form's halves."""
+    try:
+        rows = {len(np.asarray(leaf)) for part in value for leaf in _leaves(part)}
+    except TypeError:
+        return False
+    return len(rows) == 1
+
+
+def _leaves(value):
+    if isinstance(value, Mapping):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, (list, tuple)) and value and np.ndim(value[0]) > 0:
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+def _dataset(x, y, x_nest: Nest, y_nest: Nest, given: str) -> builtin_data.Dataset:
+    inputs, targets = x_nest.flatten(x), y_nest.flatten(y)
+    rows = {k: len(v) for k, v in {**inputs, **targets}.items()}
+    if len(set(rows.values())) != 1:
+        raise CodeError(f"{given}: data(): the arrays have different numbers of rows: "
+                        + ", ".join(f"{k} {n}" for k, n in rows.items()))
+    n = next(iter(rows.values()))
+    if not 1 <= n <= LIMITS["rows"]:
+        raise CodeError(f"{given}: data(): {n} rows; lossviz takes 1 to {LIMITS['rows']}")
+    return builtin_data.Dataset(inputs, targets)
+
+
+@dataclass
+class UserCode:
+    """A loaded file: its loss, model, data and metrics, and the demo built from them."""
+
+    name: str  # as given: "path.py" or "path.py:NAME"
+    path: Path
+    loss: Loss
+    model: Callable[[], keras.Model] | None
+    data: Callable[[int], Any] | None
+    metrics: dict[str, Callable]
+    x_nest: Nest | None = None
+    y_nest: Nest | None = None
+    out_nest: Nest | None = None  # the model's outputs: y_pred, y_pred0..., or y_pred:<key> (learnt by ``_check``)
+    terms: tuple[str, ...] = ()
+    static: dict[str, str] = field(default_factory=dict)  # knob -> why it needs a Python number
+    _data_cache: dict = field(default_factory=dict)
+
+    @property
+    def own_model(self) -> bool:
+        return self.model is not None
+
+    # -- data -------------------------------------------------------------------------------------------
+
+    def datasets(self, seed: int, task: str = "binary") -> tuple[builtin_data.Dataset, builtin_data.Dataset | None]:
+        """(training data, validation data or None) of a seed."""
+        if self.data is None:
+            return _CUSTOM.make_data({"task": task}, seed), None
+        if seed not in self._data_cache:
+            try:
+                found = self.data(seed)
+            except Exception as e:  # noqa: BLE001
+                raise CodeError(explain(e, self.given, self.path)) from None
+            x, y, validation = _split_data(found, self.given)
+            x, y = _arrays(x, "x", self.given), _arrays(y, "y", self.given)
+            train = _dataset(x, y, self.x_nest, self.y_nest, self.given)
+            val = None
+            if validation is not None:
+                vx, vy = _arrays(validation[0], "x_val", self.given), _arrays(validation[1], "y_val", self.given)
+                val = _dataset(vx, vy, self.x_nest, self.y_nest, self.given)
+            if len(self._data_cache) > 4:
+                self._data_cache.clear()
+            self._data_cache[seed] = (train, val)
+        return self._data_cache[seed]
+
+    @property
+    def given(self) -> str:
+        return self.name.partition(":")[0]
+
+    # -- the graph --------------------------------------------------------------------------------------
+
+    def build(self, settings: Mapping[str, Any]) -> keras.Model:
+        return _CUSTOM.build(settings) if self.model is None else self.model()
+
+    def call(self, model, inputs: Mapping[str, Any], training: bool) -> dict[str, Any]:
+        """The model on a flat dict of inputs; its outputs as a flat dict."""
+        if self.model is None:
+            return model(inputs, training=training)
+        return self.out_nest.flatten(model(self.x_nest.unflatten(inputs), training=training))
+
+    def y_pred(self, out: Mapping[str, Any], settings: Mapping[str, Any]):
+        if self.model is None:
+            return out["probability"] if settings.get("task", "binary") == "binary" else out["y"]
+        return self.out_nest.unflatten(out)
+
+    def y_true(self, targets: Mapping[str, Any]):
+        if self.model is None:
+            return targets["y"]
+        return self.y_nest.unflatten(targets)
+
+    def knob_values(self, hp: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The knobs for a call: tensors from the step's numbers, Python numbers for the static ones."""
+        return {k: (float(settings[k]) if k in self.static else hp[k]) for k in self.loss.knobs}
+
+    def compute(self, out, targets, hp, settings):
+        """(dict of scalar terms, total loss) of a batch."""
+        found = self.loss.compute(self.y_true(targets), self.y_pred(out, settings), self.knob_values(hp, settings))
+        for value in (found.values() if isinstance(found, Mapping) else (found,)):
+            if not (tf.is_tensor(value) or isinstance(value, (np.ndarray, keras.Variable))):
+                raise CodeError(f"{self.given}: the loss returns {type(value).__name__}: it must return a tensor "
+                                f"(per sample, or a scalar) or a dict of tensors (one per term)")
+        if isinstance(found, Mapping):
+            terms = {str(k): ops.mean(v) for k, v in found.items()}
+            total = sum(terms.values())
+            return terms, ops.reshape(total, ())
+        return {}, ops.mean(found)
+
+    def metric_values(self, out, targets, settings) -> dict[str, Any]:
+        if self.metrics:
+            return {name: ops.mean(fn(self.y_true(targets), self.y_pred(out, settings)))
+                    for name, fn in self.metrics.items()}
+        if self.model is None:  # the custom demo's metrics, by task
+            return _CUSTOM.metrics(None, out, (None, targets), None, None, settings)
+        return {}
+
+
+# ----------------------------------------------------------------------------- checking a file by tracing it
+
+
+def _check(code: UserCode, task: str) -> None:
+    """Trace the loss once on four rows of seed 0's data, with the knobs as tensors: learn its terms, the knobs
+    that need Python numbers, and refuse what cannot train (a raise, a shape mismatch, a wrong return)."""
+    train, _ = code.datasets(0, task)
+    rows = train.take(np.arange(min(4, len(train))))
+    model = code.build({"task": task})
+    inputs = {k: tf.constant(v) for k, v in rows.inputs.items()}
+    try:
+        out = model(inputs if code.model is None else code.x_nest.unflatten(inputs), training=False)
+    except Exception as e:  # noqa: BLE001
+        raise CodeError(_explain_call(e, code, "the model on the data's x")) from None
+    if code.model is not None:  # how its outputs reach the loss
+        code.out_nest = Nest.of(out, "y_pred")
+        out = code.out_nest.flatten(out)
+    targets = {k: tf.constant(v) for k, v in rows.targets.items()}
+    settings = {"task": task, **code.loss.knobs}
+    static: dict[str, str] = {}
+    error = _trace(code, out, targets, settings, static)
+    if error is not None:  # find the knobs that need a Python number, one at a time
+        for knob in code.loss.knobs:
+            static[knob] = error[1]
+            if _trace(code, out, targets, settings, static) is None:
+                break
+        else:
+            raise CodeError(error[0])
+        for knob in list(static):  # keep only those needed
+            reason = static.pop(knob)
+            if _trace(code, out, targets, settings, static) is not None:
+                static[knob] = reason
+    code.static = static
+    try:
+        terms, total = code.compute(out, targets, {k: tf.constant(v, tf.float32) for k, v in code.loss.knobs.items()},
+                                    settings)
+        if code.metrics:
+            code.metric_values(out, targets, settings)
+    except SettingError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise CodeError(_explain_call(e, code, "the loss on the first batch")) from None
+    code.terms = tuple(terms)
+
+
+def _trace(code: UserCode, out, targets, settings, static) -> tuple[str, str] | None:
+    """None when the loss traces in a graph with the non-static knobs as tensors; else (the error line, a reason
+    to show beside a knob)."""
+    code.static = dict(static)
+    knobs = [k for k in code.loss.knobs if k not in static]
+
+    def traced(*values):
+        hp = dict(zip(knobs, values))
+        return code.compute(out, targets, hp, settings)[1]
+
+    first = None
+    for autograph in (False, True):  # without autograph the error keeps the file's lines; code with an `if` on a
+        try:                         # knob traces with it
+            tf.function(traced, autograph=autograph).get_concrete_function(
+                *[tf.TensorSpec((), tf.float32) for _ in knobs])
+            return None
+        except SettingError as e:
+            return str(e), str(e)
+        except Exception as e:  # noqa: BLE001
+            first = first or e
+    line = _explain_call(first, code, "the loss")
+    return line, line.replace(code.given, code.path.name).removesuffix(" (calling the loss)")
+
+
+def _explain_call(error: BaseException, code: UserCode, what: str) -> str:
+    if isinstance(error, SettingError):
+        return str(error)
+    line = explain(error, code.given, code.path)
+    if isinstance(error, (ValueError, tf.errors.InvalidArgumentError)) and "shape" in str(error).lower():
+        return f"{line} (calling {what}: a shape mismatch between the model, the data and the loss)"
+    return f"{line} (calling {what})"
+
+
+# ----------------------------------------------------------------------------- loading and registering
+
+_LOADED: dict[str, UserCode] = {}
+_LOCK = threading.Lock()
+
+
+def load(name: str) -> UserCode:
+    """The file's code, loaded once per process, with its demo registered under ``name``."""
+    with _LOCK:
+        if name not in _LOADED:
+            _LOADED[name] = _load(name)
+        return _LOADED[name]
+
+
+def _load(name: str) -> UserCode:
+    given, obj_name = split(name)
+    module, path = _import(given)
+    if obj_name not in vars(module):
+        held = _held(module)
+        raise CodeError(f"{given}: no object named {obj_name!r}; the file holds: {', '.join(held) or 'nothing usable'}"
+                        + ("" if obj_name != "loss" else f" (pick one with {given}:NAME)"))
+    loss = _loss_of(vars(module)[obj_name], given, obj_name)
+    if len(loss.knobs) > LIMITS["knobs"]:
+        raise CodeError(f"{given}: the loss has {len(loss.knobs)} numeric defaults; lossviz takes up to "
+                        f"{LIMITS['knobs']} knobs")
+    clash = [k for k in loss.knobs if k in config.COMMON_KEYS]
+    if clash:
+        raise CodeError(f"{_where(given, _line_of(vars(module)[obj_name]))}: the knob {clash[0]} is also a setting "
+                        f"of every run: give it another name")
+    model, data_fn, metrics = (vars(module).get(k) for k in ("model", "data", "metrics"))
+    if (model is None) != (data_fn is None):
+        raise CodeError(f"{given}: the file has {'model' if model is not None else 'data'} but no "
+                        f"{'data' if model is not None else 'model'}: give both, or neither (lossviz's own)")
+    if model is not None and not (isinstance(model, keras.Model) or callable(model)):
+        raise CodeError(f"{given}: model is a {type(model).__name__}: give a keras.Model or a function returning one")
+    if data_fn is not None and not callable(data_fn):
+        raise CodeError(f"{given}: data is a {type(data_fn).__name__}: give a function data(seed)")
+    if metrics is not None and not (isinstance(metrics, Mapping) and all(callable(f) for f in metrics.values())):
+        raise CodeError(f"{given}: metrics must be a dict of name -> fn(y_true, y_pred)")
+    code = UserCode(name, path, loss, _model_factory(model, given, path) if model is not None else None,
+                    data_fn, dict(metrics or {}))
+    if data_fn is not None:
+        try:
+            found = data_fn(0)
+        except Exception as e:  # noqa: BLE001
+            raise CodeError(explain(e, given, path)) from None
+        x, y, _ = _split_data(found, given)
+        code.x_nest, code.y_nest = Nest.of(_arrays(x, "x", given), "x"), Nest.of(_arrays(y, "y", given), "y")
+    _check(code, "binary")
+    _register(code)
+    return code
+
+
+def _model_factory(model, given: str, path: Path) -> Callable[[], keras.Model]:
+    def build() -> keras.Model:
+        try:
+            made = model if isinstance(model, keras.Model) else model()
+        except Exception as e:  # noqa: BLE001
+            raise CodeError(explain(e, given, path)) from None
+        if not isinstance(made, keras.Model):
+            raise CodeError(f"{given}: model() returns {type(made).__name__}, not a keras.Model")
+        return made
+    return build
+
+
+def _register(code: UserCode) -> None:
+    """The file's demo and its settings, under its name."""
+    knob_params = tuple(
+        Param(k, v, "float", "a finite number", structural=k in code.static,
+              help=(f"needs a Python number ({code.static[k]}): changing it builds another step"
+                    if k in code.static else "a knob of your loss"))
+        for k, v in code.loss.knobs.items())
+    task = () if code.own_model else (config.TASK,)
+    probe = (config.TERM_GRADS,) if len(code.terms) > 1 else ()
+    params = (*config.common(lr=1e-3), *task, *knob_params, *probe)
+    if code.metrics:
+        metrics, main = tuple(code.metrics), next(iter(code.metrics))
+    elif code.own_model:
+        metrics, main = (), "loss"
+    else:  # the custom demo's metrics, by task
+        metrics, main = _CUSTOM.metric_names, config.spec("custom").main_metric
+    config.register(config.Spec(name=code.name, params=params, terms=code.terms, main_metric=main,
+                                compare=(next(iter(code.loss.knobs), "lr"), {})))
+    demos.register(demos.Demo(
+        name=code.name,
+        build=code.build,
+        make_data=lambda s, seed: code.datasets(seed, s.get("task", "binary"))[0],
+        make_eval=lambda s, seed: code.datasets(seed, s.get("task", "binary"))[1],
+        terms=lambda model, out, batch, hp, extra, settings: code.compute(out, batch[1], hp, settings),
+        metrics=lambda model, out, batch, hp, extra, settings: code.metric_values(out, batch[1], settings),
+        term_names=code.terms,
+        metric_names=metrics,
+        numeric_keys=tuple(k for k in code.loss.knobs if k not in code.static),
+        metrics_on_eval=True,
+        call=code.call,
+        own_initializers=code.own_model,
+    ))

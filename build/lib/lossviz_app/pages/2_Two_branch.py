@@ -1,0 +1,24 @@
+"""Weighted two-branch loss: fixed, trainable and uncertainty-weighted alpha."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # works however the page is started
+
+from dashboard import navigation  # noqa: E402
+
+navigation.enter(__file__)  # through the titled navigation, however the page was reached
+
+import streamlit as st  # noqa: E402
+
+from dashboard.page import demo_page  # noqa: E402
+from lossviz import charts  # noqa: E402
+
+
+def trajectory_view(jobs):
+    st.plotly_chart(charts.branch_trajectory({name: job.records for name, job in jobs.items()}),
+                    key="trajectory")
+
+
+st.set_page_config(page_title="lossviz - two branches", layout="wide")
+demo_page("two-branch", trajectory_view)

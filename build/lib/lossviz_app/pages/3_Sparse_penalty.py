@@ -1,0 +1,26 @@
+"""Sparse-penalty BCE: naive, clipped, from logits and the per-batch switch."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # works however the page is started
+
+from dashboard import navigation  # noqa: E402
+
+navigation.enter(__file__)  # through the titled navigation, however the page was reached
+
+import streamlit as st  # noqa: E402
+
+from dashboard.live import prediction_views  # noqa: E402
+from dashboard.page import demo_page  # noqa: E402
+from lossviz import charts  # noqa: E402
+
+
+def histogram_view(jobs):
+    prediction_views(jobs, "Predicted probabilities on the whole series",
+                     lambda trainer, out: charts.prediction_histogram(out["probability"],
+                                                                      trainer.data.targets["y"]))
+
+
+st.set_page_config(page_title="lossviz - sparse penalty", layout="wide")
+demo_page("sparse-penalty", histogram_view)

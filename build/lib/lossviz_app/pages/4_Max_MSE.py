@@ -1,0 +1,25 @@
+"""Maximised MSE: -MSE, inverse MSE and the negative learning rate."""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # works however the page is started
+
+from dashboard import navigation  # noqa: E402
+
+navigation.enter(__file__)  # through the titled navigation, however the page was reached
+
+import streamlit as st  # noqa: E402
+
+from dashboard.live import prediction_views  # noqa: E402
+from dashboard.page import demo_page  # noqa: E402
+from lossviz import charts  # noqa: E402
+
+
+def prediction_view(jobs):
+    prediction_views(jobs, "Generator outputs against their targets",
+                     lambda trainer, out: charts.prediction_scatter(out["y"], trainer.data.targets["y"]))
+
+
+st.set_page_config(page_title="lossviz - max MSE", layout="wide")
+demo_page("max-mse", prediction_view)

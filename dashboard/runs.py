@@ -1,0 +1,207 @@
+"""The Runs page: lossviz CSVs (uploaded, or from the server's runs folder) drawn with the demo pages' charts.
+A file that grows (a CLI ``train`` in progress, a Keras ``Recorder``) is read again twice a second, only its new
+lines, and drawn from a bounded window of its rows."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from lossviz import charts, records, runfiles
+from lossviz.surfaces import Landscape
+
+from . import navigation
+from .common import fmt, smoothing_slider
+
+GROWING_SECONDS = 10.0  # a file written to within this many seconds is watched as it grows
+INTERVAL = 0.5
+
+
+def runs_page() -> None:
+    st.title("Runs")
+    st.markdown("Open lossviz CSVs: runs of `python -m lossviz train`, your own `model.fit` recorded with "
+                "`lossviz.keras.Recorder`, a `sweep` or a `landscape`. Upload them, or start the server with a "
+                "folder (`streamlit run app.py -- --runs DIR`, or `LOSSVIZ_RUNS=DIR`): its CSVs are listed newest "
+                "first, and one still being written is redrawn as it grows.")
+    uploaded, problems = _uploads()
+    folder = navigation.runs_folder()
+    chosen: list[str] = []
+    if folder:
+        try:
+            names = runfiles.listing(folder)
+        except runfiles.RunFileError as e:
+            problems.append(str(e))
+            names = []
+        chosen = st.multiselect(f"runs in {folder} (newest first)", names, default=names[:2], key="runs:chosen")
+    for message in problems:
+        st.error(message)
+    left, right = st.columns([1, 2])
+    log_y = left.checkbox("log scale for the loss", key="runs:log_y")
+    with right:
+        smoothing = smoothing_slider("runs:smoothing")
+    if not uploaded and not chosen:
+        st.info("No run opened yet." + ("" if folder else " (No runs folder: this server was started without one.)"))
+        return
+    watched = bool(chosen) and _growing(folder, chosen)
+
+    @st.fragment(run_every=INTERVAL if watched else None)
+    def draw():
+        found = list(uploaded)
+        for name in chosen:
+            try:
+                found.append(_tail(folder, name).read())
+            except runfiles.RunFileError as e:
+                st.error(str(e))
+        _draw(found, log_y, smoothing)
+        if watched and not _growing(folder, chosen):
+            st.rerun()  # the files stopped growing: one full redraw, then no more polling
+
+    draw()
+
+
+def _uploads() -> tuple[list[runfiles.RunFile], list[str]]:
+    files = st.file_uploader("lossviz CSVs", type=["csv"], accept_multiple_files=True, key="runs:upload",
+                             help=f"up to {runfiles.MAX_BYTES // 2**20} MiB each")
+    found, problems = [], []
+    for upload in files or []:
+        try:
+            found.append(runfiles.parse(upload.getvalue(), upload.name))
+        except runfiles.RunFileError as e:
+            problems.append(str(e))
+    return found, problems
+
+
+def _tail(folder: str, name: str) -> runfiles.Tail:
+    """This session's reader of a file of the folder (it keeps its place in the file between redraws)."""
+    tails = st.session_state.setdefault("runs:tails", {})
+    if name not in tails:
+        tails[name] = runfiles.Tail(folder, name)
+    return tails[name]
+
+
+def _growing(folder: str, names: list[str]) -> bool:
+    now = time.time()
+    for name in names:
+        try:
+            if now - runfiles.inside(folder, name).stat().st_mtime < GROWING_SECONDS:
+                return True
+        except (OSError, runfiles.RunFileError):
+            continue
+    return False
+
+
+def _draw(found: list[runfiles.RunFile], log_y: bool, smoothing: float) -> None:
+    trains = [f for f in found if f.kind == "train"]
+    if trains:
+        _runs_table(trains)
+        _nan_panel(trains)
+        own = [f for f in trains if not f.recorder]
+        fits = [f for f in trains if f.recorder]
+        if own:
+            _train_charts(own, log_y, smoothing)
+        if fits:
+            st.subheader("Recorded with lossviz.keras.Recorder")
+            st.caption("A callback sees no gradients: these runs have update norms (the change of each layer's "
+                       "weights over a batch) instead of gradient norms, and no per-term gradients.")
+            _fit_charts(fits, log_y, smoothing)
+    for f in (f for f in found if f.kind == "sweep"):
+        _sweep(f)
+    for f in (f for f in found if f.kind == "landscape"):
+        _landscape(f)
+
+
+def _label(f: runfiles.RunFile) -> str:
+    return f.name
+
+
+def _runs_table(trains: list[runfiles.RunFile]) -> None:
+    rows = []
+    for f in trains:
+        t = f.table
+        bad = t[t["nonfinite"] > 0] if "nonfinite" in t else t.iloc[0:0]
+        rows.append({"run": f.name, "kind": "Keras callback" if f.recorder else "lossviz run", "steps": len(t),
+                     "last loss": fmt(float(t["loss"].iloc[-1])) if len(t) else "",
+                     "first NaN/inf": int(bad["step"].iloc[0]) if len(bad) else "",
+                     **{k: fmt(v) for k, v in f.settings.items()}})
+    st.dataframe(pd.DataFrame(rows).astype(str), hide_index=True)
+
+
+def _nan_panel(trains: list[runfiles.RunFile]) -> None:
+    for f in trains:
+        t = f.table
+        if "nonfinite" not in t:
+            continue
+        bad = t[t["nonfinite"] > 0]
+        if len(bad):
+            row = bad.iloc[0]
+            where = f", in the {row['nonfinite_in']}" if row.get("nonfinite_in") else ""
+            what = (f" ({row['first_nonfinite']})" if row.get("first_nonfinite") not in ("", None, row.get("nonfinite_in"))
+                    else "")
+            st.warning(f"**{f.name}**: first NaN/inf at step {int(row['step'])}{where}{what}; "
+                       f"{len(bad)} steps with one.")
+
+
+def _windows(files: list[runfiles.RunFile]) -> dict[str, pd.DataFrame]:
+    return {_label(f): records.window(f.table) for f in files}
+
+
+def _train_charts(files: list[runfiles.RunFile], log_y: bool, smoothing: float) -> None:
+    data = _windows(files)
+    every = 1 if any(c.startswith("grad_norm@") for f in files for c in f.table.columns) else 0
+    figures = charts.live_figures(data, every, log_y, smoothing=smoothing)
+    st.plotly_chart(figures["loss_chart"], key="runs:loss")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(figures["grad_chart"], key="runs:grad")
+    c2.plotly_chart(figures["metrics_chart"], key="runs:metrics")
+    for i in range(len(data)):
+        st.plotly_chart(figures[f"heatmap_{i}"], key=f"runs:heatmap_{i}")
+    if "term_grad_chart" in figures:
+        st.subheader("Gradient anatomy")
+        st.plotly_chart(figures["term_grad_chart"], key="runs:term_grad")
+        st.plotly_chart(figures["term_cosine_chart"], key="runs:term_cos")
+
+
+def _fit_charts(files: list[runfiles.RunFile], log_y: bool, smoothing: float) -> None:
+    data = _windows(files)
+    st.plotly_chart(charts.loss_chart(data, log_y, smoothing=smoothing), key="runs:fit_loss")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.grad_norm_chart(data, smoothing=smoothing, column="update_norm", title="Update norm"),
+                    key="runs:fit_update")
+    c2.plotly_chart(charts.metrics_chart(data, smoothing=smoothing), key="runs:fit_metrics")
+    for i, (label, table) in enumerate(data.items()):
+        st.plotly_chart(charts.layer_heatmap(table, f"({label})", prefix="update_norm", title="Update norm per layer"),
+                        key=f"runs:fit_heatmap_{i}")
+
+
+def _sweep(f: runfiles.RunFile) -> None:
+    t = f.table
+    keys = list(t.columns[:list(t.columns).index("status")])[:2]
+    if not keys:
+        st.error(f"{f.name}: a sweep file without grid columns before status")
+        return
+    st.subheader(f"Sweep: {f.name}")
+    colours = [c for c in ("final_loss", "best_loss", "max_grad_norm") if c in t] + \
+              [c for c in t.columns if c.startswith("metric:") or c.startswith("share:") or c == "mean_cos"]
+    color = st.selectbox("colour the cells by", colours, key=f"runs:sweep_color:{f.name}")
+    rows = [{k: ("" if isinstance(v, float) and np.isnan(v) and k in runfiles.TEXT_COLUMNS else v)
+             for k, v in row.items()} for row in t.to_dict("records")]
+    x_values = list(dict.fromkeys(t[keys[0]].tolist()))
+    y_values = list(dict.fromkeys(t[keys[1]].tolist())) if len(keys) > 1 else None
+    st.plotly_chart(charts.stability_map(rows, keys, x_values, y_values, color), key=f"runs:sweep:{f.name}")
+
+
+def _landscape(f: runfiles.RunFile) -> None:
+    t = f.table
+    alpha, beta = np.unique(t["alpha"].to_numpy(float)), np.unique(t["beta"].to_numpy(float))
+    if len(alpha) * len(beta) != len(t):
+        st.error(f"{f.name}: {len(t)} rows are not a full grid of {len(alpha)} x {len(beta)} points")
+        return
+    grid = t.pivot(index="beta", columns="alpha", values="loss").reindex(index=beta, columns=alpha).to_numpy(float)
+    landscape = Landscape(alpha, beta, grid, "random")
+    st.subheader(f"Landscape: {f.name}")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(charts.landscape_contour(landscape), key=f"runs:contour:{f.name}")
+    c2.plotly_chart(charts.landscape_surface(landscape), key=f"runs:surface:{f.name}")
