@@ -185,7 +185,11 @@ def test_runs_page_draws_every_kind_from_the_folder(tmp_path, monkeypatch):
                                         "0.1,10,stalled,0.9,0.9,,100\n0.01,10,ok,0.3,0.3,,100\n")
     (tmp_path / "land.csv").write_text("alpha,beta,loss\n0,0,1\n1,0,inf\n0,1,2\n1,1,3\n")
     (tmp_path / "bad.csv").write_text("x,y\n1,2\n")
-    for i, name in enumerate(["bad.csv", "land.csv", "sweep.csv", "b.csv", "a.csv"]):
+    (tmp_path / "fit.csv").write_text(  # as lossviz.keras.Recorder writes it
+        "step,loss,loss:out,metric:accuracy,lr,weight_norm:dense,update_norm:dense,update_norm,nonfinite,"
+        "first_nonfinite,nonfinite_in\n1,0.9,0.9,0.5,0.01,3.0,0.1,0.1,0,,\n2,0.8,0.8,0.6,0.01,3.1,0.09,0.09,0,,\n"
+        "3,nan,nan,0.6,0.01,inf,inf,inf,2,dense/kernel,weight\n")
+    for i, name in enumerate(["fit.csv", "bad.csv", "land.csv", "sweep.csv", "b.csv", "a.csv"]):
         os.utime(tmp_path / name, (1_000_000 + i, 1_000_000 + i))  # not growing: drawn once
     monkeypatch.setenv("LOSSVIZ_RUNS", str(tmp_path))
     at = AppTest.from_file(str(ROOT / "pages/6_Runs.py"), default_timeout=60)
@@ -196,12 +200,23 @@ def test_runs_page_draws_every_kind_from_the_folder(tmp_path, monkeypatch):
     charts_before = len(at.get("plotly_chart"))
     assert charts_before >= 5  # loss, gradient norm, metrics, a heatmap per run, the anatomy
     at.slider(key="runs:smoothing").set_value(0.9)
-    at.multiselect(key="runs:chosen").set_value(["a.csv", "sweep.csv", "land.csv", "bad.csv"])
+    at.multiselect(key="runs:chosen").set_value(["a.csv", "sweep.csv", "land.csv", "bad.csv", "fit.csv"])
     at.run()
     assert not at.exception
     assert any("bad.csv: not a lossviz CSV" in e.value for e in at.error)
     assert any("Sweep: sweep.csv" in s.value for s in at.subheader)
     assert any("Landscape: land.csv" in s.value for s in at.subheader)
+    assert any("Recorded with lossviz.keras.Recorder" in s.value for s in at.subheader)
+    assert any("A callback sees no gradients" in c.value for c in at.caption)
+    assert any("fit.csv: first NaN/inf at step 3, in the weight (dense/kernel)" in w.value.replace("**", "")
+               for w in at.warning)
+    # the file grows while the page watches it: the next redraw reads the new rows
+    steps = lambda: at.dataframe[0].value.set_index("run").loc["a.csv", "steps"]  # noqa: E731
+    assert steps() == "40"
+    with open(tmp_path / "a.csv", "a") as f:
+        f.write("".join(_train_csv(45).splitlines(keepends=True)[41:46]))
+    at.run()
+    assert steps() == "45"
 
 
 def test_dashboard_command_bad_usage_and_its_streamlit_flags(capsys, tmp_path):
