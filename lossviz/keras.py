@@ -12,9 +12,11 @@ live and an interrupted fit keeps every finished batch. Columns:
 - ``nonfinite`` (non-finite entries in the loss and the weights), ``first_nonfinite`` (``loss`` or the path of the
   first weight that turned non-finite) and ``nonfinite_in`` (``loss`` or ``weight``), as a lossviz run has them.
 
-A callback sees no gradients: there are no ``grad_norm`` or per-term columns. The norms come from one compiled
-function per batch (no per-variable numpy). ``stop_on_nonfinite=True`` stops the fit after recording where it
-happened, as ``TerminateOnNaN`` does but with the evidence.
+A callback sees no gradients: there are no ``grad_norm`` or per-term columns. The numbers are measured inside the
+model's own compiled train step (the Recorder wraps ``train_step`` and rebuilds Keras' train function once; the
+model keeps that step, a few fused reductions, for its later fits), so a batch costs one read of a variable and a
+CSV row, not a call of its own. A later fit with the same Recorder appends to its file, the steps counting on. ``stop_on_nonfinite=True`` stops the fit after recording where it happened, as ``TerminateOnNaN`` does but
+with the evidence.
 """
 
 from __future__ import annotations
@@ -46,71 +48,67 @@ class Recorder(keras.callbacks.Callback):
         self.first_nonfinite: dict[str, Any] | None = None
         self._file = None
         self._writer = None
-        self._fn = None
 
-    # -- the compiled norms --------------------------------------------------------------------------
+    # -- the numbers of a row, computed inside Keras' own train step ---------------------------------
 
-    def _build(self) -> None:
-        weights = list(self.model.weights)
-        self._weights = weights
+    def _numbers(self, before, after, optimizer):
+        """Every number of a row in one vector: the layers' weight norms, their update norms (after - before), the
+        global update norm, the learning rate, each weight's non-finite count."""
+        values = [tf.cast(v, tf.float32) for v in after]
+        change = [v - tf.cast(b, tf.float32) for v, b in zip(values, before)]
+        square = tf.stack([tf.reduce_sum(tf.square(v)) for v in values])
+        moved = tf.stack([tf.reduce_sum(tf.square(c)) for c in change])
+        bad = tf.stack([tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(v)), tf.float32)) for v in values])
+        weight_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.gather(square, g))) for g in self._groups])
+        update_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.gather(moved, g))) for g in self._groups])
+        lr = tf.reshape(tf.cast(optimizer.learning_rate, tf.float32), (1,)) if optimizer is not None else [np.nan]
+        return tf.concat([weight_norms, update_norms, [tf.sqrt(tf.reduce_sum(moved))], lr, bad], 0)
+
+    def _install(self) -> None:
+        """Wrap the model's ``train_step`` so that each step also measures the row's numbers (in the same compiled
+        function, XLA where Keras compiles it) into a variable, and rebuild Keras' train function: a batch then
+        costs one read of that variable, not a call of its own."""
+        model = self.model
+        weights = list(model.weights)
         self._paths = [w.path for w in weights]
         self._layers = list(dict.fromkeys(_layer_of(p) for p in self._paths))
-        groups = [[i for i, p in enumerate(self._paths) if _layer_of(p) == layer] for layer in self._layers]
-        self._before = [tf.Variable(tf.zeros(w.shape, w.dtype), trainable=False) for w in weights]
+        self._groups = [[i for i, p in enumerate(self._paths) if _layer_of(p) == layer] for layer in self._layers]
+        self._row = tf.Variable(tf.zeros(2 * len(self._layers) + 2 + len(weights)), trainable=False,
+                                name="lossviz_recorder_row")
+        original = model.train_step
 
-        @tf.function
-        def snapshot():
-            for v, w in zip(self._before, weights):
-                v.assign(w.value)
+        def train_step(*args, **kwargs):
+            before = [tf.identity(w.value) for w in weights]  # read before the update (ordered by TensorFlow)
+            logs = original(*args, **kwargs)
+            self._row.assign(self._numbers(before, [w.value for w in weights], model.optimizer))
+            return logs
 
-        optimizer = self.model.optimizer
-
-        @tf.function
-        def norms():
-            """Every number of a row in one vector (one call, one copy to the host per batch): the layers' weight
-            norms, their update norms, the global update norm, each weight's non-finite count; then the weights
-            are kept as the next batch's "before"."""
-            values = [tf.cast(w.value, tf.float32) for w in weights]
-            change = [v - tf.cast(b, tf.float32) for v, b in zip(values, self._before)]
-            square = tf.stack([tf.reduce_sum(tf.square(v)) for v in values])
-            moved = tf.stack([tf.reduce_sum(tf.square(c)) for c in change])
-            bad = tf.stack([tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(v)), tf.float32)) for v in values])
-            weight_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.gather(square, g))) for g in groups])
-            update_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.gather(moved, g))) for g in groups])
-            lr = tf.reshape(tf.cast(optimizer.learning_rate, tf.float32), (1,)) if optimizer is not None else [np.nan]
-            out = tf.concat([weight_norms, update_norms, [tf.sqrt(tf.reduce_sum(moved))], lr, bad], 0)
-            with tf.control_dependencies([out]):
-                for v, w in zip(self._before, weights):
-                    v.assign(w.value)
-            return out
-
-        self._snapshot, self._norms = snapshot, norms
+        model.train_step = train_step
+        model.make_train_function(force=True)
+        model._lossviz_recorder = self  # the next fit with this Recorder reuses the compiled step
 
     # -- Keras' hooks ----------------------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
-        if getattr(self, "_built_for", None) is not self.model:  # traced once per model, not per fit
-            self._build()
-            self._built_for = self.model
-        self._snapshot()
+        if getattr(self.model, "_lossviz_recorder", None) is not self or self.model.train_function is None:
+            self._install()
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
-        self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115  (open for the fit)
-        self._writer = None
+        # a later fit with the same Recorder goes on in the same file, its steps counting on
+        self._file = open(self.path, "a" if self.rows else "w", newline="", encoding="utf-8")  # noqa: SIM115
+        if self._writer is not None:
+            self._writer = csv.DictWriter(self._file, fieldnames=self._writer.fieldnames, lineterminator="\n",
+                                          extrasaction="ignore")
 
     def _recorded(self, step: int) -> bool:
         return step % self.every == 0 or self.every == 1
 
     def on_train_batch_end(self, batch, logs=None):
-        # no on_train_batch_begin: a hook there costs Keras a second wait per batch; the weights before a
-        # recorded batch are those after the batch before it (kept by the last row's call, or by a snapshot)
         self.step += 1
         if not self._recorded(self.step):
-            if self._recorded(self.step + 1):
-                self._snapshot()
             return
         logs = dict(logs or {})
-        numbers = self._norms().numpy().astype(np.float64)
+        numbers = self._row.numpy().astype(np.float64)
         n = len(self._layers)
         weight_norms, update_norms, update_norm = numbers[:n], numbers[n:2 * n], numbers[2 * n]
         lr, bad = numbers[2 * n + 1], numbers[2 * n + 2:]

@@ -153,6 +153,11 @@ def test_recorder_columns_and_update_norms_equal_weight_differences(tmp_path):
         norm = math.sqrt(sum(float(np.sum(a ** 2)) for a in seen.after[i]))
         assert t["weight_norm:trunk"].iloc[i] == pytest.approx(norm, rel=1e-5)
     assert (t["nonfinite"] == 0).all()
+    function = model.train_function
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False, callbacks=[recorder])  # a second fit
+    assert model.train_function is function  # the measuring step is reused, not compiled again
+    again = runfiles.parse((tmp_path / "fit.csv").read_bytes(), "fit.csv").table
+    assert again["step"].tolist() == list(range(1, 13))  # appended, the steps counting on
 
 
 def test_recorder_names_the_first_weight_that_blew_up_and_stops(tmp_path):
@@ -219,9 +224,11 @@ def test_runs_page_draws_every_kind_from_the_folder(tmp_path, monkeypatch):
     assert steps() == "45"
 
 
-def test_dashboard_command_bad_usage_and_its_streamlit_flags(capsys, tmp_path):
+def test_dashboard_command_bad_usage_and_its_streamlit_flags(capsys, tmp_path, monkeypatch):
     from dashboard import navigation
     from lossviz import cli
+
+    monkeypatch.chdir(ROOT)  # relative paths are made absolute from here
 
     assert cli.main(["dashboard", "nope.py"]) == 2
     assert capsys.readouterr().err.strip() == "lossviz: error: nope.py: not a .py file"
