@@ -173,6 +173,7 @@ def test_runs_page_overlays_two_runs_with_smoothing(server, browser):
 def test_lossviz_dashboard_serves_the_app_from_an_installed_checkout(browser, tmp_path):
     """A fresh venv in a temporary folder (its dependencies seen through a .pth file: no network), the checkout
     installed into it, then ``lossviz dashboard`` from another folder: the health check and a page answer."""
+    import shutil
     import site
     import sys
     import urllib.request
@@ -184,8 +185,14 @@ def test_lossviz_dashboard_serves_the_app_from_an_installed_checkout(browser, tm
                               capture_output=True, text=True).stdout.strip()
     with open(os.path.join(packages, "deps.pth"), "w") as f:
         f.write("\n".join(site.getsitepackages()) + "\n")
+    source = tmp_path / "checkout"  # the files a package is built from, copied: the build writes next to them
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "app.py"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("lossviz", "dashboard", "pages"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    str(ROOT)], check=True, cwd=tmp_path, timeout=300)
+                    str(source)], check=True, cwd=tmp_path, timeout=300)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "runs").mkdir()
