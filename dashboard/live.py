@@ -192,12 +192,17 @@ def _charts(current: dict[str, TrainingJob], names: dict[str, str], log_y: bool,
     """The live charts of the runs, from a bounded window of each run's records."""
     data = {names.get(name, name): records.window(job.records) for name, job in current.items()}
     every = next((job.trainer.term_every for job in current.values() if job.trainer.term_every), 0)
-    figures = charts.live_figures(data, every, log_y, smoothing=smoothing)
+    draw(charts.live_figures(data, every, log_y, smoothing=smoothing), len(data), every)
+
+
+def draw(figures: dict[str, Any], runs: int, every: int) -> None:
+    """The charts of ``charts.live_figures`` in their places: the loss, the gradient norm and the metrics, a heatmap
+    per run, the gradient anatomy (the demo pages' live section, the Runs page)."""
     st.plotly_chart(figures["loss_chart"], key="loss_chart")
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures["grad_chart"], key="grad_chart")
     c2.plotly_chart(figures["metrics_chart"], key="metrics_chart")
-    for i in range(len(data)):
+    for i in range(runs):
         st.plotly_chart(figures[f"heatmap_{i}"], key=f"heatmap_{i}")
     anatomy.live(figures, every)
 

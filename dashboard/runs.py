@@ -13,7 +13,7 @@ import streamlit as st
 from lossviz import charts, records, runfiles
 from lossviz.surfaces import Landscape
 
-from . import navigation
+from . import live, navigation
 from .common import fmt, smoothing_slider
 
 GROWING_SECONDS = 10.0  # a file written to within this many seconds is watched as it grows
@@ -151,17 +151,7 @@ def _windows(files: list[runfiles.RunFile]) -> dict[str, pd.DataFrame]:
 def _train_charts(files: list[runfiles.RunFile], log_y: bool, smoothing: float) -> None:
     data = _windows(files)
     every = 1 if any(c.startswith("grad_norm@") for f in files for c in f.table.columns) else 0
-    figures = charts.live_figures(data, every, log_y, smoothing=smoothing)
-    st.plotly_chart(figures["loss_chart"], key="runs:loss")
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(figures["grad_chart"], key="runs:grad")
-    c2.plotly_chart(figures["metrics_chart"], key="runs:metrics")
-    for i in range(len(data)):
-        st.plotly_chart(figures[f"heatmap_{i}"], key=f"runs:heatmap_{i}")
-    if "term_grad_chart" in figures:
-        st.subheader("Gradient anatomy")
-        st.plotly_chart(figures["term_grad_chart"], key="runs:term_grad")
-        st.plotly_chart(figures["term_cosine_chart"], key="runs:term_cos")
+    live.draw(charts.live_figures(data, every, log_y, smoothing=smoothing), len(data), every)
 
 
 def _fit_charts(files: list[runfiles.RunFile], log_y: bool, smoothing: float) -> None:
