@@ -136,8 +136,11 @@ def _address_names_a_page() -> bool:
 
 def warm() -> None:
     """Once per process, in the background: compile the default structure of every page, so a first Train
-    starts from a ready step (until then its status says ``preparing the trainer``)."""
+    starts from a ready step (until then its status says ``preparing the trainer``). ``LOSSVIZ_WARM=0`` skips it
+    (a small machine, a server that only shows runs)."""
     global _warming
+    if os.environ.get("LOSSVIZ_WARM", "1") == "0":
+        return
     with _warming_lock:
         if _warming is None:
             _warming = threading.Thread(target=_warm, name="lossviz-warm-start", daemon=True)

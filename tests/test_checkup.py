@@ -136,7 +136,7 @@ def test_trainable_alpha_switches_a_branch_off():
 
 
 def test_naive_penalty_scan_names_a_boundary_in_lr():
-    finding = _one(checkup.check("sparse-penalty", {"variant": "naive"}, only=("scan",)), "nan-in-scan")
+    finding = _one(checkup.check("sparse-penalty", {"variant": "naive"}, only=("scan",), jobs=1), "nan-in-scan")
     assert "NaN for lr >= 0.1 at penalty 10.0; trains for lr <= 0.01" in finding.message
     assert finding.show["settings"]["lr"] == 0.1 and finding.evidence["cells"] == 12
 
@@ -153,7 +153,7 @@ def test_one_batch_overfits_with_the_logits_loss_and_not_with_a_flat_one():
 
 
 def test_focal_preset_has_no_error_in_the_full_check():
-    found = checkup.check("custom", {"loss": FOCAL})
+    found = checkup.check("custom", {"loss": FOCAL}, jobs=1)  # one thread: the other test worker shares the cores
     assert not _ids(found, "error"), [(f.id, f.message) for f in found if f.severity == "error"]
     assert "nan-in-scan" in _ids(found, "warning")  # NaN at lr 0.1, as the naive loss
 
