@@ -21,7 +21,6 @@ with the evidence.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from typing import Any
@@ -30,7 +29,10 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from .records import _cell
+from .records import CsvWriter
+
+
+_ROW = "lossviz_recorder_row"  # the key of the numbers in the compiled step's logs
 
 
 def _layer_of(path: str) -> str:
@@ -47,13 +49,14 @@ class Recorder(keras.callbacks.Callback):
         self.rows = 0
         self.first_nonfinite: dict[str, Any] | None = None
         self._file = None
-        self._writer = None
+        self._writer: CsvWriter | None = None
+        self._log_names: dict[str, str] | None = None
 
     # -- the numbers of a row, computed inside Keras' own train step ---------------------------------
 
     def _numbers(self, before, after, optimizer):
         """Every number of a row in one vector: the layers' weight norms, their update norms (after - before), the
-        global update norm, the learning rate, each weight's non-finite count."""
+        global update norm, the learning rate, the count of non-finite entries, and each weight's."""
         values = [tf.cast(v, tf.float32) for v in after]
         change = [v - tf.cast(b, tf.float32) for v, b in zip(values, before)]
         square = tf.stack([tf.reduce_sum(tf.square(v)) for v in values])
@@ -62,43 +65,51 @@ class Recorder(keras.callbacks.Callback):
         weight_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.gather(square, g))) for g in self._groups])
         update_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.gather(moved, g))) for g in self._groups])
         lr = tf.reshape(tf.cast(optimizer.learning_rate, tf.float32), (1,)) if optimizer is not None else [np.nan]
-        return tf.concat([weight_norms, update_norms, [tf.sqrt(tf.reduce_sum(moved))], lr, bad], 0)
+        return tf.concat([weight_norms, update_norms, [tf.sqrt(tf.reduce_sum(moved))], lr, [tf.reduce_sum(bad)], bad], 0)
 
     def _install(self) -> None:
         """Wrap the model's ``train_step`` so that each step also measures the row's numbers (in the same compiled
-        function, XLA where Keras compiles it) into a variable, and rebuild Keras' train function: a batch then
-        costs one read of that variable, not a call of its own."""
+        function) and returns them with its logs, and wrap Keras' rebuilt train function to take them out of the
+        logs before any callback sees them: a batch then costs no call and no read of its own."""
         model = self.model
+        original = model.__dict__.get("_lossviz_train_step") or model.train_step  # never wrap a wrapper
+        model._lossviz_train_step = original
         weights = list(model.weights)
         self._paths = [w.path for w in weights]
         self._layers = list(dict.fromkeys(_layer_of(p) for p in self._paths))
         self._groups = [[i for i, p in enumerate(self._paths) if _layer_of(p) == layer] for layer in self._layers]
-        self._row = tf.Variable(tf.zeros(2 * len(self._layers) + 2 + len(weights)), trainable=False,
-                                name="lossviz_recorder_row")
-        original = model.train_step
+        self._weight_columns = [f"weight_norm:{layer}" for layer in self._layers]
+        self._update_columns = [f"update_norm:{layer}" for layer in self._layers]
 
         def train_step(*args, **kwargs):
             before = [tf.identity(w.value) for w in weights]  # read before the update (ordered by TensorFlow)
-            logs = original(*args, **kwargs)
-            self._row.assign(self._numbers(before, [w.value for w in weights], model.optimizer))
+            logs = dict(original(*args, **kwargs))
+            logs[_ROW] = self._numbers(before, [w.value for w in weights], model.optimizer)
             return logs
 
+        train_step.__wrapped__ = original
         model.train_step = train_step
         model.make_train_function(force=True)
-        model._lossviz_recorder = self  # the next fit with this Recorder reuses the compiled step
+        compiled = model.train_function
+
+        def train_function(iterator):
+            logs = dict(compiled(iterator))
+            self._last = logs.pop(_ROW)
+            return logs
+
+        train_function.recorder = self  # the next fit with this Recorder reuses the compiled step
+        model.train_function = train_function
 
     # -- Keras' hooks ----------------------------------------------------------------------------------
 
     def on_train_begin(self, logs=None):
-        if getattr(self.model, "_lossviz_recorder", None) is not self or self.model.train_function is None:
+        if getattr(self.model.train_function, "recorder", None) is not self:
             self._install()
         folder = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(folder, exist_ok=True)
         # a later fit with the same Recorder goes on in the same file, its steps counting on
         self._file = open(self.path, "a" if self.rows else "w", newline="", encoding="utf-8")  # noqa: SIM115
-        if self._writer is not None:
-            self._writer = csv.DictWriter(self._file, fieldnames=self._writer.fieldnames, lineterminator="\n",
-                                          extrasaction="ignore")
+        self._writer = CsvWriter(self._file, self._writer.header if self._writer else None, append=bool(self.rows))
 
     def _recorded(self, step: int) -> bool:
         return step % self.every == 0 or self.every == 1
@@ -107,26 +118,30 @@ class Recorder(keras.callbacks.Callback):
         self.step += 1
         if not self._recorded(self.step):
             return
-        logs = dict(logs or {})
-        numbers = self._row.numpy().astype(np.float64)
+        logs = logs or {}
+        if self._log_names is None:  # Keras' log keys -> columns, fixed by the first row
+            self._log_names = {key: f"loss:{key[:-len('_loss')]}" if key.endswith("_loss") else f"metric:{key}"
+                               for key in logs if key != "loss"}
+        numbers = self._last.numpy().tolist()
         n = len(self._layers)
-        weight_norms, update_norms, update_norm = numbers[:n], numbers[n:2 * n], numbers[2 * n]
-        lr, bad = numbers[2 * n + 1], numbers[2 * n + 2:]
-        loss = float(logs.pop("loss", math.nan))
+        loss = float(logs.get("loss", math.nan))
         row: dict[str, Any] = {"step": self.step, "loss": loss}
-        for key, value in logs.items():
-            name = f"loss:{key[:-len('_loss')]}" if key.endswith("_loss") else f"metric:{key}"
-            row[name] = float(value)
-        row["lr"] = float(lr)
-        row.update({f"weight_norm:{layer}": float(v) for layer, v in zip(self._layers, weight_norms)})
-        row.update({f"update_norm:{layer}": float(v) for layer, v in zip(self._layers, update_norms)})
-        row["update_norm"] = float(update_norm)
+        for key, name in self._log_names.items():
+            row[name] = float(logs.get(key, math.nan))
+        row["lr"] = numbers[2 * n + 1]
+        row.update(zip(self._weight_columns, numbers[:n]))
+        row.update(zip(self._update_columns, numbers[n:2 * n]))
+        row["update_norm"] = numbers[2 * n]
         loss_bad = 0 if math.isfinite(loss) else 1
-        count = loss_bad + int(bad.sum())
-        where, kind = ("loss", "loss") if loss_bad else (
-            (self._paths[int(np.argmax(bad > 0))], "weight") if bad.any() else ("", ""))
+        count = loss_bad + int(numbers[2 * n + 2])
+        where, kind = ("loss", "loss") if loss_bad else ("", "")
+        if count and not loss_bad:
+            bad = numbers[2 * n + 3:]
+            where, kind = self._paths[next(i for i, b in enumerate(bad) if b > 0)], "weight"
         row.update(nonfinite=count, first_nonfinite=where, nonfinite_in=kind)
-        self._write(row)
+        self._writer.write(row)
+        self._writer.flush()  # a Runs page watching the folder sees the row now
+        self.rows += 1
         if count and self.first_nonfinite is None:
             self.first_nonfinite = {"step": self.step, "first_nonfinite": where, "nonfinite_in": kind}
             if self.stop_on_nonfinite:
@@ -136,13 +151,3 @@ class Recorder(keras.callbacks.Callback):
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    # -- helpers -------------------------------------------------------------------------------------
-
-    def _write(self, row: dict[str, Any]) -> None:
-        if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=list(row), lineterminator="\n", extrasaction="ignore")
-            self._writer.writeheader()
-        self._writer.writerow({k: _cell(v) for k, v in row.items()})
-        self._file.flush()  # a Runs page watching the folder sees the row now
-        self.rows += 1

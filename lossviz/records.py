@@ -35,21 +35,28 @@ def write_csv(records: Iterable[dict[str, Any]], out: TextIO, header: Sequence[s
 
 class CsvWriter:
     """Rows written as records arrive (the header from ``header`` or the first record), so a run that is
-    killed leaves every row written so far in the file; ``flush()`` pushes them to the disk."""
+    killed leaves every row written so far in the file; ``flush()`` pushes them to the disk. ``append``: the
+    header is in the file already (a run going on in the same file). A record may leave a column out (an
+    empty cell); a key that is not a column is an error."""
 
-    def __init__(self, out: TextIO, header: Sequence[str] | None = None):
+    def __init__(self, out: TextIO, header: Sequence[str] | None = None, append: bool = False):
         self.out, self.header, self.rows = out, list(header) if header else None, 0
-        self._writer: csv.DictWriter | None = None
+        self._writer = csv.writer(out, lineterminator="\n")
+        self._append, self._columns = append, None
 
     def start(self, first: dict[str, Any] | None = None) -> None:
-        """Write the header (once)."""
-        if self._writer is None:
-            self._writer = csv.DictWriter(self.out, fieldnames=self.header or list(first or {}), lineterminator="\n")
-            self._writer.writeheader()
+        """Write the header (once; not when appending)."""
+        if self._columns is None:
+            self.header = self.header or list(first or {})
+            self._columns = set(self.header)
+            if not self._append:
+                self._writer.writerow(self.header)
 
     def write(self, record: dict[str, Any]) -> None:
         self.start(record)
-        self._writer.writerow({k: _cell(v) for k, v in record.items()})
+        if not record.keys() <= self._columns:
+            raise ValueError(f"not columns of this CSV: {sorted(record.keys() - self._columns)}")
+        self._writer.writerow([cell(record.get(k, "")) for k in self.header])
         self.rows += 1
 
     def flush(self) -> None:
@@ -62,7 +69,8 @@ def to_csv(records: Iterable[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _cell(value):
+def cell(value):
+    """A value as the CSV writes it: floats exactly (``repr``), non-finite ones as ``nan``, ``inf``, ``-inf``."""
     if isinstance(value, float):
         return repr(value) if value == value and abs(value) != float("inf") else str(value)
     return value

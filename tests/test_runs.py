@@ -154,10 +154,17 @@ def test_recorder_columns_and_update_norms_equal_weight_differences(tmp_path):
         assert t["weight_norm:trunk"].iloc[i] == pytest.approx(norm, rel=1e-5)
     assert (t["nonfinite"] == 0).all()
     function = model.train_function
-    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False, callbacks=[recorder])  # a second fit
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False, callbacks=[recorder])  # again
     assert model.train_function is function  # the measuring step is reused, not compiled again
+    assert set(history.history) == {"loss", "reg_loss", "cls_loss", "cls_accuracy"}  # no callback sees the row
     again = runfiles.parse((tmp_path / "fit.csv").read_bytes(), "fit.csv").table
     assert again["step"].tolist() == list(range(1, 13))  # appended, the steps counting on
+    model.compile(keras.optimizers.SGD(0.01), {"reg": "mse", "cls": "categorical_crossentropy"})  # compiled again,
+    other = lossviz.keras.Recorder(tmp_path / "other.csv")  # then a second Recorder: each installs on the original
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False, callbacks=[other])
+    assert model.train_step.__wrapped__ is model._lossviz_train_step
+    t = runfiles.parse((tmp_path / "other.csv").read_bytes(), "other.csv").table
+    assert t["step"].tolist() == [1, 2, 3, 4] and t["lr"].iloc[0] == pytest.approx(0.01)
 
 
 def test_recorder_names_the_first_weight_that_blew_up_and_stops(tmp_path):
