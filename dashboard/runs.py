@@ -120,37 +120,40 @@ def _label(f: runfiles.RunFile) -> str:
 def _runs_table(trains: list[runfiles.RunFile]) -> None:
     rows = []
     for f in trains:
-        t = f.table
-        bad = t[t["nonfinite"] > 0] if "nonfinite" in t else t.iloc[0:0]
-        rows.append({"run": f.name, "kind": "Keras callback" if f.recorder else "lossviz run", "steps": len(t),
-                     "last loss": fmt(float(t["loss"].iloc[-1])) if len(t) else "",
-                     "first NaN/inf": int(bad["step"].iloc[0]) if len(bad) else "",
+        first = _first_nonfinite(f)
+        rows.append({"run": f.name, "kind": "Keras callback" if f.recorder else "lossviz run", "steps": f.rows.total,
+                     "last loss": fmt(float(f.rows.column("loss")[-1])) if len(f.rows) else "",
+                     "first NaN/inf": int(first["step"]) if first is not None else "",
                      **{k: fmt(v) for k, v in f.settings.items()}})
     st.dataframe(pd.DataFrame(rows).astype(str), hide_index=True)
 
 
+def _first_nonfinite(f: runfiles.RunFile) -> dict | None:
+    """The first row with a NaN/inf (and how many rows read have one), or None."""
+    bad = f.rows.nonfinite_rows()
+    if not len(bad):
+        return None
+    return {**f.rows.frame(bad[:1]).iloc[0].to_dict(), "rows": f.rows.nonfinite_total}
+
+
 def _nan_panel(trains: list[runfiles.RunFile]) -> None:
     for f in trains:
-        t = f.table
-        if "nonfinite" not in t:
-            continue
-        bad = t[t["nonfinite"] > 0]
-        if len(bad):
-            row = bad.iloc[0]
+        row = _first_nonfinite(f)
+        if row is not None:
             where = f", in the {row['nonfinite_in']}" if row.get("nonfinite_in") else ""
             what = (f" ({row['first_nonfinite']})" if row.get("first_nonfinite") not in ("", None, row.get("nonfinite_in"))
                     else "")
             st.warning(f"**{f.name}**: first NaN/inf at step {int(row['step'])}{where}{what}; "
-                       f"{len(bad)} steps with one.")
+                       f"{row['rows']} steps with one.")
 
 
 def _windows(files: list[runfiles.RunFile]) -> dict[str, pd.DataFrame]:
-    return {_label(f): records.window(f.table) for f in files}
+    return {_label(f): records.window(f.rows) for f in files}
 
 
 def _train_charts(files: list[runfiles.RunFile], log_y: bool, smoothing: float) -> None:
     data = _windows(files)
-    every = 1 if any(c.startswith("grad_norm@") for f in files for c in f.table.columns) else 0
+    every = 1 if any(c.startswith("grad_norm@") for f in files for c in f.rows.columns) else 0
     live.draw(charts.live_figures(data, every, log_y, smoothing=smoothing), len(data), every)
 
 

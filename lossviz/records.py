@@ -120,25 +120,21 @@ def knob_changes(records) -> list[tuple[int, str, Any, Any]]:
     return sorted(changes, key=lambda c: c[0])
 
 
-def window(records: Sequence[dict[str, Any]], recent: int = 2000, older: int = 1000) -> pd.DataFrame:
+def window(records, recent: int = 2000, older: int = 1000) -> pd.DataFrame:
     """A bounded selection of a run's records to draw, as a frame: every step of the last ``recent``, about
     ``older`` evenly spaced before them, and the records around the latest ``MARKED_CHANGES`` knob changes
     and the first non-finite value, so markers stay exact. Its cost does not grow with the history."""
     n = len(records)
     rows = range(n)
+    columnar = hasattr(records, "change_rows")  # a RecordLog, or a CSV's rows (lossviz.runfiles.Rows)
     if n > recent + older:
         head = n - recent
         picked = set(range(0, head, max(1, head // older))) | set(range(head, n))
-        if isinstance(records, RecordLog):
+        if columnar:
             picked |= set(records.change_rows()[-2 * MARKED_CHANGES:]) | set(records.nonfinite_rows()[:1].tolist())
         rows = sorted(picked)
-    if isinstance(records, RecordLog):
+    if columnar:
         return records.frame(rows)
-    if isinstance(records, pd.DataFrame):  # a run read from its CSV (the Runs page)
-        if n > recent + older and "nonfinite" in records:
-            first_bad = np.flatnonzero(records["nonfinite"].to_numpy() > 0)[:1].tolist()
-            rows = sorted(set(rows) | set(first_bad))
-        return records.iloc[list(rows)]
     return frame([records[i] for i in rows])
 
 
@@ -153,6 +149,15 @@ def frame(records) -> pd.DataFrame:
     for name in df.columns[df.dtypes == object]:
         df[name] = df[name].astype(str)
     return df
+
+
+def thinning(n: int, recent: int, kept: Sequence[int]) -> np.ndarray:
+    """Which of ``n`` rows a bounded log keeps once it is full: every other row before the last ``recent``,
+    always the first row and the rows ``kept`` (knob changes, the first non-finite one)."""
+    keep = np.ones(n, bool)
+    keep[1:max(n - recent, 0):2] = False
+    keep[np.asarray(kept, dtype=np.int64)] = True
+    return keep
 
 
 class RecordLog(Sequence):
@@ -240,11 +245,7 @@ class RecordLog(Sequence):
             setattr(self, name, grown)
 
     def _thin(self) -> None:
-        head = max(self._n - self._recent, 0)
-        keep = np.ones(self._n, bool)
-        keep[1:head:2] = False
-        keep[self.change_rows()] = True
-        keep[self.nonfinite_rows()[:1]] = True
+        keep = thinning(self._n, self._recent, self.change_rows() + self.nonfinite_rows()[:1].tolist())
         for name in ("_steps", "_values", "_codes", "_knobs"):
             arr = getattr(self, name)
             kept = arr[: self._n][keep]

@@ -5,6 +5,7 @@ import math
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -51,6 +52,9 @@ def test_kinds_from_the_columns():
     (b"step,loss\n1,\xff\xfe\n", "l.csv: not UTF-8 text (byte 12): a lossviz CSV is UTF-8"),
     (b"", "l.csv: the file is empty"),
     (b"step,loss\n1,abc\n", "l.csv: row 2: loss is 'abc', not a number"),
+    (b"step,loss\n1,0.5\n\n2\n", "l.csv: row 3 has 1 fields, the header has 2"),  # a blank line is no row
+    (b'lr,status,final_loss,best_loss,steps,message\n0.1,diverged,nan,1,3,"NaN at step 3, in the loss"\n'
+     b'0.01,ok,0.5,0.4,100\n', "l.csv: row 3 has 5 fields, the header has 6"),  # a quoted comma is no field
 ])
 def test_bad_files_get_one_line_naming_the_file(data, words):
     with pytest.raises(RunFileError) as found:
@@ -93,6 +97,29 @@ def test_a_growing_file_is_read_by_its_new_lines(tmp_path):
     run = tail.read()
     assert len(run.table) == 12 and run.table["step"].tolist() == list(range(1, 13))
     np.testing.assert_array_equal(run.table["loss"], runfiles.parse(path.read_bytes(), "x").table["loss"])
+
+
+def test_a_long_file_is_read_by_chunks_into_bounded_rows(tmp_path, monkeypatch):
+    """A file longer than the rows kept (here 400) is read a chunk at a time (here 1 kB, then 10 bytes: shorter than
+    a line); the rows kept are thinned as a live run's log is, the counts are of every row read."""
+    monkeypatch.setattr(runfiles, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(runfiles, "MAX_ROWS", 400)
+    monkeypatch.setattr(runfiles, "RECENT_ROWS", 100)
+    text = _train_csv(2000, nan_at=700)  # lr x10 from step 1000 on
+    (tmp_path / "long.csv").write_text(text)
+    rows = runfiles.Tail(str(tmp_path), "long.csv").read().rows
+    assert rows.total == 2000 and rows.nonfinite_total == 1301 and 100 < len(rows) <= 400
+    steps = rows.column("step").tolist()
+    assert {1, 700, 999, 1000} <= set(steps) and steps[-100:] == list(range(1901, 2001))
+    assert steps == sorted(steps) and rows.thinned == 2000 - len(rows)
+    every = pd.read_csv(tmp_path / "long.csv").set_index("step")  # the kept rows hold the file's numbers
+    np.testing.assert_array_equal(rows.column("loss"), every.loc[steps, "loss"].to_numpy())
+    np.testing.assert_array_equal(rows.column("set:lr"), every.loc[steps, "set:lr"].to_numpy())
+    drawn = records.window(rows, recent=50, older=10)
+    assert drawn["step"].iloc[-1] == 2000 and 700 in drawn["step"].tolist()  # the first NaN is drawn
+    assert records.knob_changes(drawn) == [(1000, "lr", 0.01, 0.1)]  # ... and the knob change, exactly
+    monkeypatch.setattr(runfiles, "CHUNK_BYTES", 10)  # a chunk shorter than every line
+    assert runfiles.Tail(str(tmp_path), "long.csv").read().rows.total == 2000
 
 
 def test_listing_is_newest_first(tmp_path):
