@@ -4,24 +4,15 @@ each with "load this change" and "show me"."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
 from lossviz import checkup, links
 
-from . import controls
+from . import controls, scenarios
 
 BOXES = {"error": st.error, "warning": st.warning, "info": st.info}
-
-
-@dataclass(frozen=True)
-class ShowMe:
-    """A run started by "show me" (drawn by the live section as a scenario is)."""
-
-    title: str
-    text: str
 
 
 def _results() -> dict:
@@ -70,9 +61,8 @@ def _row(demo: str, settings: dict[str, Any], seed: int, steps: int, finding: ch
         st.rerun()
     if finding.severity != "info" and right.button("show me", key=f"{demo}:checkup_show:{i}"):
         shown = finding.show or {"settings": {}, "steps": steps}
-        controls.load(demo, links.RunState({**settings, **shown["settings"]}, seed, int(shown["steps"])))
-        st.session_state[f"{demo}:autostart"] = ShowMe(f"check-up, {finding.id}", finding.message)
-        st.rerun()
+        scenarios.start(demo, links.RunState({**settings, **shown["settings"]}, seed, int(shown["steps"])),
+                        scenarios.Shown(f"check-up, {finding.id}", finding.message))
     if finding.evidence:
         with evidence.popover("evidence"):
             st.code(json.dumps(finding.as_json()["evidence"], indent=1), language="json")

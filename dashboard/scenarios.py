@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
 from lossviz import links, scenarios
@@ -22,17 +24,29 @@ def section(demo: str) -> None:
         st.caption(f"Checked by the tests: {scenario.claim}.")
         st.code(scenario.cli_command(), language="bash")
         if st.button("Run this scenario", key=f"{demo}:scenario_run", type="primary"):
-            controls.load(demo, links.RunState(dict(scenario.settings), 0, scenario.steps,
-                                               schedule=list(scenario.schedule)))
-            st.session_state[f"{demo}:autostart"] = scenario
-            st.rerun()
+            start(demo, links.RunState(dict(scenario.settings), 0, scenario.steps, schedule=list(scenario.schedule)),
+                  Shown(scenario.title, scenario.text))
 
 
-def autostart(demo: str, start) -> None:
-    """Start the scenario loaded by the last run of the page, now that its settings are in the sidebar."""
-    scenario = st.session_state.pop(f"{demo}:autostart", None)
-    if scenario is None:
+@dataclass(frozen=True)
+class Shown:
+    """A run a button started (a scenario, a check-up's "show me"): the live section says this above it."""
+
+    title: str
+    text: str
+
+
+def start(demo: str, state: links.RunState, shown: Shown) -> None:
+    """Load ``state`` into the sidebar and start it on the next run of the page, with ``shown`` above it."""
+    controls.load(demo, state)
+    st.session_state[f"{demo}:autostart"] = shown
+    st.rerun()
+
+
+def autostart(demo: str, begin) -> None:
+    """Start the run loaded by the last run of the page (:func:`start`), now that its settings are in the sidebar."""
+    shown = st.session_state.pop(f"{demo}:autostart", None)
+    if shown is None:
         return
-    started = start()
-    if started:
-        st.session_state[f"{demo}:scenario"] = scenario
+    if begin():
+        st.session_state[f"{demo}:scenario"] = shown

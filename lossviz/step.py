@@ -212,7 +212,7 @@ class Step:
         grads = tape.gradient(target, trained)
         return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, trained)]
 
-    def _term_gradients(self, trained, fixed, inputs, targets, hp) -> dict[str, list]:
+    def term_gradients(self, trained, fixed, inputs, targets, hp) -> dict[str, list]:
         """Each term's gradient, on a forward pass of its own (the probe on the steps it measures)."""
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(trained)
@@ -279,7 +279,7 @@ class Step:
             probe = gradients.anatomy(term_grads, self.groups)
         else:  # on step 1 and every term_every-th step, before the update (tapes do not reach into a cond)
             measure = lambda: gradients.anatomy(  # noqa: E731
-                term_grads if together else self._term_gradients(trained, fixed, inputs, targets, hp), self.groups)
+                term_grads if together else self.term_gradients(trained, fixed, inputs, targets, hp), self.groups)
             probe = tf.cond(tf.logical_or(tf.equal(step, 1), tf.equal(step % term_every, 0)), measure,
                             lambda: last_probe)
 

@@ -48,9 +48,10 @@ def check(demo: str, settings: Mapping[str, Any] | None = None, seed: int = 0, q
 
     trainer = Trainer(name, settings, seed)
     batch = runs.sample(trainer.data, EDGE_BATCH, seed)
+    at = LossAt(trainer, batch)
+    live = runs.prediction_terms(at)
     if "edges" in parts:
         say(0.0, "the loss at the edges of its outputs")
-        at = LossAt(trainer, batch)
         findings += edges.nonfinite_at_edge(at, suggest)
         dead, quiet = edges.dead_gradient(at, suggest)
         findings += dead
@@ -58,14 +59,14 @@ def check(demo: str, settings: Mapping[str, Any] | None = None, seed: int = 0, q
         found, _ = edges.unbounded(at, suggest)
         findings += found
         findings += edges.exploding_gradient(at, suggest)
-        findings += runs.term_drowned(trainer, suggest)
+        findings += runs.term_drowned(trainer, live, suggest)
         if not [h for h in at.heads if h.target]:
             notes.append(Finding("clean", "info", "No output matches a target's shape: the probes at a perfect or "
                                  "wrong prediction did not run.", {"outputs": [h.read for h in at.heads]}))
     if "short run" in parts:
         say(0.15, f"a short run of {runs.SHORT_STEPS} steps")
         short = runs.short_run(name, settings, seed)
-        findings += runs.term_off(short, batch, suggest)
+        findings += runs.term_off(short, live, suggest)
         findings += runs.constant_findings(short, suggest)
         if len(config.terms(name)) < 2:
             notes.append(Finding("term-off", "info", "The loss has one term: the term probes do not apply.", {}))

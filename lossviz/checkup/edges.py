@@ -251,7 +251,7 @@ def exploding_gradient(at: LossAt, suggest: Callable) -> list[Finding]:
     at every step 10x closer and passes 1e3."""
     for head in at.heads:
         y = _targets(at, head)
-        if y is None or head.target_kind not in ("real",) and head.kind != "linear":
+        if y is None or (head.target_kind != "real" and head.kind != "linear"):
             continue
         zp = perfect_z(head, y)[0]
         side = np.where(at.z0[head.key] >= zp, 1.0, -1.0).astype(np.float32)

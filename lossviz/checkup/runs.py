@@ -54,16 +54,15 @@ def short_run(demo: str, settings: Mapping[str, Any], seed: int, steps: int = SH
     return trainer
 
 
-def _prediction_terms(trainer: Trainer, batch: Dataset) -> list[str]:
+def prediction_terms(at: LossAt) -> list[str]:
     """The terms that depend on the predictions (a regulariser on the weights does not)."""
-    at = LossAt(trainer, batch)
     moved = at({h.key: at.z0[h.key] + np.float32(0.5) for h in at.heads})
-    return [t for t in trainer.layout.terms if at().terms.get(t) != moved.terms.get(t)]
+    return [t for t in at.trainer.layout.terms if at().terms.get(t) != moved.terms.get(t)]
 
 
-def term_off(trainer: Trainer, batch: Dataset, suggest: Callable) -> list[Finding]:
+def term_off(trainer: Trainer, live: list[str], suggest: Callable) -> list[Finding]:
     """During the run: a term's pooled share of the gradient under 1% (over WINDOW measured steps), or a trainable
-    weight of the loss at a bound."""
+    weight of the loss at a bound. ``live``: the terms that depend on the predictions (:func:`prediction_terms`)."""
     found = []
     table = trainer.records.frame(range(len(trainer.records)))
     if "alpha" in table and trainer.demo.extra_variables(trainer.settings):
@@ -84,7 +83,7 @@ def term_off(trainer: Trainer, batch: Dataset, suggest: Callable) -> list[Findin
         return found
     every = config.term_period(trainer.settings.get("term_grads", "off"))
     measured = table[gradients.measured_steps(table["step"], every)]
-    live = [t for t in _prediction_terms(trainer, batch) if t in terms]
+    live = [t for t in live if t in terms]
     norms = measured[[f"grad_norm@{t}" for t in terms]].to_numpy(float)
     steps = measured["step"].to_numpy()
     for j, term in enumerate(terms):
@@ -106,9 +105,10 @@ def term_off(trainer: Trainer, batch: Dataset, suggest: Callable) -> list[Findin
     return found
 
 
-def term_drowned(trainer: Trainer, suggest: Callable, size: int = 1024) -> list[Finding]:
+def term_drowned(trainer: Trainer, live: list[str], suggest: Callable, size: int = 1024) -> list[Finding]:
     """At initialisation, on ``size`` samples drawn as training draws them: one term with 90% or more of every
-    layer's gradient (each term's own backward pass; a term of the weights only, a regulariser, is left out)."""
+    layer's gradient (each term's own backward pass; ``live``: the terms that depend on the predictions, so a
+    regulariser on the weights is left out)."""
     import tensorflow as tf
 
     terms = trainer.layout.terms
@@ -116,14 +116,13 @@ def term_drowned(trainer: Trainer, suggest: Callable, size: int = 1024) -> list[
         return []
     rng = np.random.default_rng([trainer.seed, 8])
     batch = trainer.data.take(np.sort(rng.permutation(len(trainer.data))[:size]))
-    live = _prediction_terms(trainer, batch)
     if len(live) < 2:
         return []
     step = trainer.compiled
     trained, fixed, _, _ = trainer.state.parts()
-    grads = step._term_gradients([tf.constant(v) for v in trained], [tf.constant(v) for v in fixed],
-                                 {k: tf.constant(v) for k, v in batch.inputs.items()},
-                                 {k: tf.constant(v) for k, v in batch.targets.items()}, trainer.hp)
+    grads = step.term_gradients([tf.constant(v) for v in trained], [tf.constant(v) for v in fixed],
+                                {k: tf.constant(v) for k, v in batch.inputs.items()},
+                                {k: tf.constant(v) for k, v in batch.targets.items()}, trainer.hp)
     norms = {t: {layer: float(v) for layer, v in gradients.norms(grads[t], step.groups)[1].items()} for t in live}
     layers = [layer for layer in step.groups if sum(norms[t][layer] for t in live) > 0]
     found = []
