@@ -14,9 +14,10 @@ live and an interrupted fit keeps every finished batch. Columns:
 
 A callback sees no gradients: there are no ``grad_norm`` or per-term columns. The numbers are measured inside the
 model's own compiled train step (the Recorder wraps ``train_step`` and rebuilds Keras' train function once; the
-model keeps that step, a few fused reductions, for its later fits), so a batch costs one read of a variable and a
-CSV row, not a call of its own. A later fit with the same Recorder appends to its file, the steps counting on. ``stop_on_nonfinite=True`` stops the fit after recording where it happened, as ``TerminateOnNaN`` does but
-with the evidence.
+model keeps that step, a few fused reductions, for its later fits) and come back with its logs, taken out before any
+other callback sees them: a batch costs a CSV row, not a call of its own. A later fit with the same Recorder appends
+to its file, the steps counting on. ``stop_on_nonfinite=True`` stops the fit after recording where it happened, as
+``TerminateOnNaN`` does but with the evidence.
 """
 
 from __future__ import annotations
