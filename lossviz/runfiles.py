@@ -97,8 +97,7 @@ class Reader:
         self.seen = self.seen or bool(data.strip())
         end = len(data) if final else data.rfind(b"\n") + 1
         body = data[:end]
-        if self.header is not None or body.strip():
-            _decode(body, self.name, self.offset)
+        _check_utf8(body, self.name, self.offset)
         if self.header is None and body.strip():
             start = len(body) - len(body.lstrip())
             line_end = body.find(b"\n", start)
@@ -120,7 +119,7 @@ class Reader:
         return RunFile(self.name, self.kind, self.rows, size=self.offset)
 
 
-def _decode(data: bytes, name: str, offset: int) -> None:
+def _check_utf8(data: bytes, name: str, offset: int) -> None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as e:

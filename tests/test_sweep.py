@@ -124,11 +124,12 @@ def test_stop_keeps_the_finished_rows():
 
 def test_ray_backend_gives_the_same_rows():
     ray = pytest.importorskip("ray")
-    grid = [("variant", ["naive", "logits"]), ("lr", ["0.001", "0.05"])]
-    local = sweeps.sweep("sparse-penalty", grid, steps=30, jobs=2)
+    grid = [("lr", ["0.001", "0.05"]), ("penalty", ["1", "10"])]  # one structure: a worker compiles once
+    base = {"variant": "naive"}  # (lr 0.05 diverges: the NaN rows must match too)
+    local = sweeps.sweep("sparse-penalty", grid, base, steps=30, jobs=2)
     assert not ray.is_initialized()
     try:  # lossviz starts a local Ray instance itself (address None), shipping the package to the workers
-        remote = sweeps.sweep("sparse-penalty", grid, steps=30, backend="ray")
+        remote = sweeps.sweep("sparse-penalty", grid, base, steps=30, backend="ray")
     finally:
         ray.shutdown()
-    assert _same_rows(local, remote)
+    assert _same_rows(local, remote) and [r["status"] for r in remote].count("diverged") == 2
