@@ -1,6 +1,6 @@
 """The Keras Recorder's overhead: the same ``model.fit`` (3x100 dense net, batch 32, 4,096 samples) with and
 without ``lossviz.keras.Recorder`` (every batch recorded and flushed, and every 10th), and with a callback that
-does nothing per batch. The best of five fits each, interleaved.
+does nothing per batch. The best of seven fits each, interleaved.
 
     python benchmarks/recorder.py
 
@@ -22,7 +22,7 @@ import lossviz.keras  # noqa: E402
 import keras  # noqa: E402
 
 EPOCHS = 10
-ROUNDS = 5
+ROUNDS = 7
 
 
 def model():
