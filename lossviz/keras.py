@@ -55,24 +55,18 @@ class Recorder(keras.callbacks.Callback):
 
     # -- the numbers of a row, computed inside Keras' own train step ---------------------------------
 
-    @staticmethod
-    def _flat(weights) -> tf.Tensor:
-        """Every weight's value in one float32 vector (read where it stands in the step: before or after the update)."""
-        return tf.concat([tf.reshape(tf.cast(w.value, tf.float32), [-1]) for w in weights], 0)
-
-    def _numbers(self, before: tf.Tensor, after: tf.Tensor, optimizer) -> tf.Tensor:
-        """Every number of a row in one vector, from the weights flattened before and after the update: the layers'
-        weight norms, their update norms, the global update norm, the learning rate, the count of non-finite
-        entries, and each weight's. A few fused ops, whatever the number of weights."""
-        n = len(self._layers)
-        layer = tf.constant(self._layer_of_entry)
-        weight_norms = tf.sqrt(tf.math.unsorted_segment_sum(tf.square(after), layer, n))
-        moved = tf.math.unsorted_segment_sum(tf.square(after - before), layer, n)
-        bad = tf.math.unsorted_segment_sum(tf.cast(tf.logical_not(tf.math.is_finite(after)), tf.float32),
-                                           tf.constant(self._weight_of_entry), len(self._paths))
+    def _numbers(self, before, after, optimizer):
+        """Every number of a row in one vector: the layers' weight norms, their update norms (after - before), the
+        global update norm, the learning rate, the count of non-finite entries, and each weight's."""
+        values = [tf.cast(v, tf.float32) for v in after]
+        change = [v - tf.cast(b, tf.float32) for v, b in zip(values, before)]
+        square = tf.stack([tf.reduce_sum(tf.square(v)) for v in values])
+        moved = tf.stack([tf.reduce_sum(tf.square(c)) for c in change])
+        bad = tf.stack([tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(v)), tf.float32)) for v in values])
+        weight_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.gather(square, g))) for g in self._groups])
+        update_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.gather(moved, g))) for g in self._groups])
         lr = tf.reshape(tf.cast(optimizer.learning_rate, tf.float32), (1,)) if optimizer is not None else [np.nan]
-        return tf.concat([weight_norms, tf.sqrt(moved), [tf.sqrt(tf.reduce_sum(moved))], lr, [tf.reduce_sum(bad)],
-                          bad], 0)
+        return tf.concat([weight_norms, update_norms, [tf.sqrt(tf.reduce_sum(moved))], lr, [tf.reduce_sum(bad)], bad], 0)
 
     def _install(self) -> None:
         """Wrap the model's ``train_step`` so that each step also measures the row's numbers (in the same compiled
@@ -84,17 +78,14 @@ class Recorder(keras.callbacks.Callback):
         weights = list(model.weights)
         self._paths = [w.path for w in weights]
         self._layers = list(dict.fromkeys(_layer_of(p) for p in self._paths))
-        sizes = [int(np.prod(w.shape)) for w in weights]
-        self._weight_of_entry = np.repeat(np.arange(len(weights), dtype=np.int32), sizes)
-        layer_index = {layer: i for i, layer in enumerate(self._layers)}
-        self._layer_of_entry = np.repeat(np.array([layer_index[_layer_of(p)] for p in self._paths], np.int32), sizes)
+        self._groups = [[i for i, p in enumerate(self._paths) if _layer_of(p) == layer] for layer in self._layers]
         self._weight_columns = [f"weight_norm:{layer}" for layer in self._layers]
         self._update_columns = [f"update_norm:{layer}" for layer in self._layers]
 
         def train_step(*args, **kwargs):
-            before = self._flat(weights)  # read before the update (TensorFlow orders it before the assignments)
+            before = [tf.identity(w.value) for w in weights]  # read before the update (ordered by TensorFlow)
             logs = dict(original(*args, **kwargs))
-            logs[_ROW] = self._numbers(before, self._flat(weights), model.optimizer)
+            logs[_ROW] = self._numbers(before, [w.value for w in weights], model.optimizer)
             return logs
 
         train_step.__wrapped__ = original
