@@ -1,10 +1,16 @@
 import os
+import signal
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# A suite started in the background of a non-interactive shell (`cmd &`, `nohup`) inherits SIGINT ignored, and so
+# would every command the tests start and interrupt with it (Ctrl-C on the CLI, a sweep to resume): give the tests
+# Python's own handler, whose commands then start with the default.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

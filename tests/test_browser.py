@@ -12,6 +12,7 @@ import time
 import urllib.parse
 
 import pytest
+from playwright.sync_api import expect
 
 from conftest import ROOT, train_csv
 from dashboard import server as dashboard_server
@@ -453,8 +454,9 @@ def test_a_page_s_address_opened_directly_keeps_the_titles_and_its_state(server,
     for raw in ("app", "Policy value", "Two branch", "Sparse penalty", "Max MSE", "Your loss"):
         assert nav.get_by_text(raw, exact=True).count() == 0, raw
     page.get_by_text("Loaded the run in the address into the sidebar").wait_for(timeout=30_000)
-    assert page.get_by_role("textbox", name="lr value").input_value() == "0.05"
-    assert page.get_by_label("seed", exact=True).input_value() == "3"
+    # (the message can be drawn before the sidebar's boxes are: wait for their values, then check them)
+    expect(page.get_by_role("textbox", name="lr value")).to_have_value("0.05", timeout=30_000)
+    expect(page.get_by_label("seed", exact=True)).to_have_value("3", timeout=30_000)
     assert PAGES[name] in page.url and "lr=0.05" in page.url
     _no_exception(page)
     page.close()
