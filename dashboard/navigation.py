@@ -40,6 +40,10 @@ WARMED = ("policy-value", "two-branch", "sparse-penalty", "max-mse", "custom")  
 _inside = threading.local()  # set while the titled navigation runs a page, in that script thread
 _warming: threading.Thread | None = None
 _warming_lock = threading.Lock()
+# TensorFlow's modules import each other in cycles: two threads importing it at once can deadlock (Python then
+# raises _DeadlockError in one, and the page shows it). The warm-up imports it holding this lock; a page waits for
+# the lock before it runs, so it finds TensorFlow imported, or imports it alone.
+_importing = threading.Lock()
 
 
 def code_files(argv=None, environ=None) -> tuple[str, ...]:
@@ -110,6 +114,8 @@ def run(default: str | Path = PAGES[0][0]) -> None:
                   for name, url in code_pages()]
         page = st.navigation(pages)
         warm()
+        with _importing:
+            pass
         page.run()
     finally:
         _inside.active = False
@@ -143,11 +149,15 @@ def warm() -> None:
         return
     with _warming_lock:
         if _warming is None:
-            _warming = threading.Thread(target=_warm, name="lossviz-warm-start", daemon=True)
+            holding = threading.Event()
+            _warming = threading.Thread(target=_warm, args=(holding,), name="lossviz-warm-start", daemon=True)
             _warming.start()
+            holding.wait()
 
 
-def _warm() -> None:
-    from lossviz import training  # TensorFlow: in this thread, after the navigation is drawn
+def _warm(holding: threading.Event) -> None:
+    with _importing:
+        holding.set()
+        from lossviz import training  # TensorFlow: in this thread, after the navigation is drawn
 
     training.Warming(WARMED + tuple(name for name, _ in code_pages()))

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -24,16 +25,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(env: dict[str, str] | None = None, output=subprocess.PIPE, wait: float = 90.0
-          ) -> tuple[subprocess.Popen, str]:
+def start(env: dict[str, str] | None = None, output=None, wait: float = 90.0) -> tuple[subprocess.Popen, str]:
     """``streamlit run app.py`` (headless, from the repository root) on a free port of 127.0.0.1, with ``env``
-    added to the environment and its output to ``output``; returns (process, address) once the server answers its
-    health check. Raises ``RuntimeError`` after ``wait`` seconds, with the server's last output when it is piped."""
+    added to the environment and its output to ``output`` (a file; by default a temporary one, read with
+    :func:`said`: never a pipe nobody reads, which a chatty server fills and then blocks on); returns (process,
+    address) once the server answers its health check. Raises ``RuntimeError`` after ``wait`` seconds, with the
+    server's last output."""
     port = free_port()
+    log = output if output is not None else tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    proc.log = log
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + wait
     while time.time() < deadline:
@@ -43,5 +47,16 @@ def start(env: dict[str, str] | None = None, output=subprocess.PIPE, wait: float
         except OSError:
             time.sleep(0.5)
     proc.kill()
-    said = proc.stdout.read().decode(errors="replace")[-2000:] if output == subprocess.PIPE else ""
-    raise RuntimeError(f"streamlit did not start within {wait:g} s: {said}")
+    proc.wait()
+    said_so_far = said(proc)[-2000:]
+    raise RuntimeError(f"streamlit did not start within {wait:g} s: {said_so_far}")
+
+
+def said(proc: subprocess.Popen) -> str:
+    """Everything a server started by :func:`start` has written (when its output went to a file it can read)."""
+    try:
+        proc.log.flush()
+        proc.log.seek(0)
+        return proc.log.read().decode(errors="replace")
+    except (AttributeError, OSError, ValueError):
+        return ""

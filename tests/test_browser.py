@@ -322,7 +322,8 @@ def test_server_stops_cleanly_on_sigterm_while_runs_play(browser):
             pages.append(page)
         proc.send_signal(signal.SIGTERM)
         start = time.time()
-        output = proc.communicate(timeout=30)[0].decode(errors="replace")
+        proc.wait(timeout=30)
+        output = dashboard_server.said(proc)
     finally:
         if proc.poll() is None:  # a failed wait: never leave a server training behind
             proc.kill()
