@@ -49,13 +49,35 @@ def test_k_slots_fifo_positions_and_cancel():
     assert order == [0, 1, 3] and scheduler.most_active == 2
 
 
+class _CountingJobs(Scheduler):
+    """A scheduler that also keeps the most training jobs (not blockers) that held a slot at once."""
+
+    most_jobs = 0
+
+    def acquire(self, owner, cancelled=lambda: False):
+        got = super().acquire(owner, cancelled)
+        with self._cv:
+            self.most_jobs = max(self.most_jobs, sum(isinstance(o, TrainingJob) for o in self._active))
+        return got
+
+
 def test_jobs_share_k_slots_and_give_the_same_records():
-    scheduler = Scheduler(slots=2)
+    scheduler = _CountingJobs(slots=2)
+    blockers = [object(), object()]  # hold both slots until every job waits (building a model takes a while)
+    for b in blockers:
+        assert scheduler.acquire(b)
     demos = ["max-mse", "sparse-penalty", "max-mse", "two-branch", "max-mse"]  # K + 3 runs at once
     jobs = [TrainingJob(d, {}, 60, seed=i, scheduler=scheduler) for i, d in enumerate(demos)]
+    deadline = time.time() + 30
+    while scheduler.waiting < len(jobs):
+        assert time.time() < deadline
+        time.sleep(0.01)
+    for b in blockers:
+        scheduler.release(b)
     for job in jobs:
         job.wait(120)
-    assert scheduler.most_active == 2 and scheduler.active == 0 and scheduler.waiting == 0
+    assert scheduler.most_active == 2 and scheduler.most_jobs == 2  # never more than K, and K used
+    assert scheduler.active == 0 and scheduler.waiting == 0
     for i, (d, job) in enumerate(zip(demos, jobs)):
         assert job.status == "finished" and job.trainer.step == 60
         assert _same(list(job.records), train(d, {}, steps=60, seed=i))  # yielding between chunks changes nothing
