@@ -96,8 +96,9 @@ def _growing(folder: str, names: list[str]) -> bool:
 def _draw(found: list[runfiles.RunFile], log_y: bool, smoothing: float) -> None:
     trains = [f for f in found if f.kind == "train"]
     if trains:
-        _runs_table(trains)
-        _nan_panel(trains)
+        firsts = [_first_nonfinite(f) for f in trains]  # a scan of the kept rows each: once per redraw
+        _runs_table(trains, firsts)
+        _nan_panel(trains, firsts)
         own = [f for f in trains if not f.recorder]
         fits = [f for f in trains if f.recorder]
         if own:
@@ -117,10 +118,9 @@ def _label(f: runfiles.RunFile) -> str:
     return f.name
 
 
-def _runs_table(trains: list[runfiles.RunFile]) -> None:
+def _runs_table(trains: list[runfiles.RunFile], firsts: list[dict | None]) -> None:
     rows = []
-    for f in trains:
-        first = _first_nonfinite(f)
+    for f, first in zip(trains, firsts):
         rows.append({"run": f.name, "kind": "Keras callback" if f.recorder else "lossviz run", "steps": f.rows.total,
                      "last loss": fmt(float(f.rows.column("loss")[-1])) if len(f.rows) else "",
                      "first NaN/inf": int(first["step"]) if first is not None else "",
@@ -136,9 +136,8 @@ def _first_nonfinite(f: runfiles.RunFile) -> dict | None:
     return {**f.rows.frame(bad[:1]).iloc[0].to_dict(), "rows": f.rows.nonfinite_total}
 
 
-def _nan_panel(trains: list[runfiles.RunFile]) -> None:
-    for f in trains:
-        row = _first_nonfinite(f)
+def _nan_panel(trains: list[runfiles.RunFile], firsts: list[dict | None]) -> None:
+    for f, row in zip(trains, firsts):
         if row is not None:
             where = f", in the {row['nonfinite_in']}" if row.get("nonfinite_in") else ""
             what = (f" ({row['first_nonfinite']})" if row.get("first_nonfinite") not in ("", None, row.get("nonfinite_in"))

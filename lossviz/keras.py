@@ -95,6 +95,8 @@ class Recorder(keras.callbacks.Callback):
 
         def train_function(iterator):
             logs = dict(compiled(iterator))
+            # kept for on_train_batch_end, which Keras calls synchronously after this batch (any callback
+            # defining the hook makes it so), before the next call here
             self._last = logs.pop(_ROW)
             return logs
 

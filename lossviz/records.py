@@ -160,6 +160,31 @@ def thinning(n: int, recent: int, kept: Sequence[int]) -> np.ndarray:
     return keep
 
 
+def changed_rows(columns: Sequence[np.ndarray]) -> list[int]:
+    """The rows where any of ``columns`` (knob values, one array per knob) differs from the row before, with the
+    row before each (so a chart has the old value and the new one); an empty knob (NaN) on both is no change."""
+    n = len(columns[0]) if len(columns) else 0
+    if n < 2:
+        return []
+    changed = np.zeros(n - 1, bool)
+    for values in columns:
+        differs = values[1:] != values[:-1]
+        if values.dtype.kind == "f":
+            differs &= ~(np.isnan(values[1:]) & np.isnan(values[:-1]))
+        changed |= differs
+    starts = np.flatnonzero(changed) + 1
+    return sorted(set(starts.tolist()) | set((starts - 1).tolist()))
+
+
+def compact(arrays: Iterable[np.ndarray], keep: np.ndarray) -> int:
+    """Move the rows ``keep`` marks (a mask over the first ``len(keep)`` rows) to the front of each array, in
+    place; returns how many rows that is."""
+    for array in arrays:
+        kept = array[: len(keep)][keep]
+        array[: len(kept)] = kept
+    return int(keep.sum())
+
+
 class RecordLog(Sequence):
     """A run's records, kept as columns (float32 values, the step, the non-finite place code, the knobs in
     force) and handed out as the same plain dicts the trainer yields.
@@ -246,12 +271,9 @@ class RecordLog(Sequence):
 
     def _thin(self) -> None:
         keep = thinning(self._n, self._recent, self.change_rows() + self.nonfinite_rows()[:1].tolist())
-        for name in ("_steps", "_values", "_codes", "_knobs"):
-            arr = getattr(self, name)
-            kept = arr[: self._n][keep]
-            arr[: len(kept)] = kept
-        self.thinned += self._n - int(keep.sum())
-        self._n = int(keep.sum())
+        kept = compact([self._steps, self._values, self._codes, self._knobs], keep)
+        self.thinned += self._n - kept
+        self._n = kept
 
     def frame(self, rows: Iterable[int]) -> pd.DataFrame:
         """The records of ``rows`` as a frame, built from the columns (no dict per record)."""
@@ -292,9 +314,7 @@ class RecordLog(Sequence):
 
     def change_rows(self) -> list[int]:
         """The rows whose knobs differ from the row before, with the row before each (old and new value)."""
-        knobs = self._knobs[: self._n]
-        starts = np.flatnonzero(np.any(knobs[1:] != knobs[:-1], axis=1)) + 1 if self._n > 1 else np.zeros(0, int)
-        return sorted(set(starts.tolist()) | set((starts - 1).tolist()))
+        return changed_rows(list(self._knobs[: self._n].T))
 
 
 def describe_first_nonfinite(records: Sequence[dict[str, Any]]) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .records import MAX_ROWS, RECENT_ROWS, thinning
+from .records import KNOB_PREFIX, MAX_ROWS, RECENT_ROWS, changed_rows, compact, thinning
 
 MAX_BYTES = 200 * 1024 * 1024  # the largest upload (a file in the runs folder has no limit: it is read by chunks)
 CHUNK_BYTES = 16 * 1024 * 1024  # a file is parsed this much at a time
@@ -58,7 +58,7 @@ class RunFile:
         """A train run's knobs at its first step (its ``set:<key>`` columns)."""
         if self.kind != "train" or not len(self.rows):
             return {}
-        return {c[4:]: self.rows.column(c)[0] for c in self.rows.columns if c.startswith("set:")}
+        return {c[len(KNOB_PREFIX):]: self.rows.column(c)[0] for c in self.rows.columns if c.startswith(KNOB_PREFIX)}
 
 
 def kind_of(columns, name: str = "the file") -> str:
@@ -225,11 +225,9 @@ class Rows:
 
     def _thin(self) -> None:
         keep = thinning(self._n, self._recent, self.change_rows() + self.nonfinite_rows()[:1].tolist())
-        for c in self.columns:
-            kept = self._data[c][: self._n][keep]
-            self._data[c][: len(kept)] = kept
-        self.thinned += self._n - int(keep.sum())
-        self._n = int(keep.sum())
+        kept = compact(self._data.values(), keep)
+        self.thinned += self._n - kept
+        self._n = kept
 
     def column(self, name: str) -> np.ndarray:
         """One column, every row kept (a view: no copy)."""
@@ -245,14 +243,7 @@ class Rows:
 
     def change_rows(self) -> list[int]:
         """The rows whose knobs (``set:`` columns) differ from the row before, with the row before each."""
-        knobs = [self.column(c) for c in self.columns if c.startswith("set:")]
-        if self._n < 2 or not knobs:
-            return []
-        changed = np.zeros(self._n - 1, bool)
-        for values in knobs:
-            changed |= values[1:] != values[:-1]
-        starts = np.flatnonzero(changed) + 1
-        return sorted(set(starts.tolist()) | set((starts - 1).tolist()))
+        return changed_rows([self.column(c) for c in self.columns if c.startswith(KNOB_PREFIX)])
 
 
 def _common(a: np.dtype, b: np.dtype) -> np.dtype:

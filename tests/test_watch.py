@@ -103,6 +103,23 @@ def test_the_heatmap_keeps_each_stretch_s_largest_column():
     assert len(cols) == 500 and 4321 in cols
 
 
+def test_knob_changes_are_the_changed_rows_and_the_rows_before():
+    lr = np.array([0.1, 0.1, 0.2, 0.2, 0.2, 0.3])
+    c = np.array([1.0, 1.0, 1.0, 5.0, 5.0, 5.0])
+    assert records.changed_rows([lr, c]) == [1, 2, 3, 4, 5]
+    assert records.changed_rows([lr[:3]]) == [1, 2]
+    assert records.changed_rows([np.full(4, np.nan)]) == []  # an empty knob in every row never changes
+    assert records.changed_rows([np.array(["a", "a", "b"], dtype=object)]) == [1, 2]
+    assert records.changed_rows([]) == [] and records.changed_rows([lr[:1]]) == []
+
+
+def test_compact_moves_kept_rows_to_the_front_in_place():
+    a, b = np.arange(6.0), np.arange(12).reshape(6, 2)
+    keep = np.array([True, False, True, False, False, True])
+    assert records.compact([a, b], keep) == 3
+    assert a[:3].tolist() == [0.0, 2.0, 5.0] and b[:3].tolist() == [[0, 1], [4, 5], [10, 11]]
+
+
 def _long_log(n: int, nan_from: int | None = None) -> records.RecordLog:
     cols = ["loss", "loss:a", "grad_norm", "grad_norm:d1", "grad_norm:d2", "nonfinite", "metric:m",
             "grad_norm@a", "grad_norm@b", "grad_norm@a:d1", "grad_norm@a:d2", "grad_norm@b:d1", "grad_norm@b:d2",
