@@ -1,5 +1,6 @@
 """Every page under streamlit's AppTest: renders, trains with a small budget, shows errors for bad input."""
 
+import functools
 import time
 
 import numpy as np
@@ -141,7 +142,12 @@ def test_landscape_section_on_demand():
     assert at.session_state["two-branch:landscape"] is stored
 
 
-def test_stability_map_section_with_a_tiny_grid():
+def test_stability_map_section_with_a_tiny_grid(monkeypatch):
+    from lossviz import sweep as sweeps
+
+    # the points on this process's compiled steps: the page's process pool is the browser test's (its sweep of
+    # 12 runs) and test_sweep's; starting one here costs two TensorFlow imports and their compiles
+    monkeypatch.setattr(sweeps, "sweep", functools.partial(sweeps.sweep, backend="threads"))
     at = _app(PAGES["sparse-penalty"])
     at.selectbox(key="sparse-penalty:sweep:y").set_value("variant").run()
     at.multiselect(key="sparse-penalty:sweep:y:values").set_value(["naive", "logits"]).run()

@@ -85,7 +85,7 @@ def test_warm_compiles_the_default_structures_once(monkeypatch):
 
 def test_a_job_says_preparing_while_its_step_compiles(monkeypatch):
     monkeypatch.setattr(step, "_STEPS", OrderedDict())
-    job = TrainingJob("sparse-penalty", {"optimizer": "rmsprop"}, 40, scheduler=Scheduler(slots=2))
+    job = TrainingJob("max-mse", {"optimizer": "rmsprop"}, 40, scheduler=Scheduler(slots=2))  # a small compile
     seen = set()
     while job.running:
         seen.add(job.status)
