@@ -256,6 +256,7 @@ def _run_ray(demo, overrides, steps, seed, jobs, address, done, should_stop) -> 
     if not ray.is_initialized():
         here = os.path.dirname(os.path.abspath(__file__))
         ray.init(address=address, runtime_env={"env_vars": WORKER_ENV, "py_modules": [here]},
+                 num_cpus=jobs if address is None else None,  # a local instance: jobs caps its workers
                  include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(run_point)
     refs = {remote.remote(demo, o, steps, seed): i for i, o in enumerate(overrides)}

@@ -51,8 +51,7 @@ SWEEP = ["sweep", "max-mse", "--grid", "lr=0.001,0.01,0.1", "--grid", "variant=n
 
 def test_sweep_resume_runs_only_the_missing_points_and_ends_as_an_uninterrupted_sweep(tmp_path):
     whole, part = tmp_path / "whole.csv", tmp_path / "part.csv"
-    # the uninterrupted sweep on threads (rows do not depend on the backend): one process pool less to start
-    assert subprocess.run([*LIB, *SWEEP, "--backend", "threads", "--out", str(whole)], cwd=ROOT, capture_output=True, timeout=600).returncode == 0
+    assert subprocess.run([*LIB, *SWEEP, "--out", str(whole)], cwd=ROOT, capture_output=True, timeout=600).returncode == 0
     proc = subprocess.Popen([*LIB, *SWEEP, "--out", str(part)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     _, err = _interrupt_when(proc, lambda: _lines(part) >= 3, signal.SIGINT)  # header and two points
     assert proc.returncode == 130 and "--resume runs the others" in err

@@ -129,7 +129,8 @@ def test_ray_backend_gives_the_same_rows():
     local = sweeps.sweep("sparse-penalty", grid, base, steps=30, jobs=2)
     assert not ray.is_initialized()
     try:  # lossviz starts a local Ray instance itself (address None), shipping the package to the workers
-        remote = sweeps.sweep("sparse-penalty", grid, base, steps=30, backend="ray")
+        remote = sweeps.sweep("sparse-penalty", grid, base, steps=30, jobs=1, backend="ray")
+        assert ray.cluster_resources()["CPU"] == 1  # jobs caps the local instance: one worker imports TensorFlow
     finally:
         ray.shutdown()
     assert _same_rows(local, remote) and [r["status"] for r in remote].count("diverged") == 2
