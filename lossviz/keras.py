@@ -56,17 +56,25 @@ class Recorder(keras.callbacks.Callback):
     # -- the numbers of a row, computed inside Keras' own train step ---------------------------------
 
     def _numbers(self, before, after, optimizer):
-        """Every number of a row in one vector: the layers' weight norms, their update norms (after - before), the
-        global update norm, the learning rate, the count of non-finite entries, and each weight's."""
+        """Every number of a row in one vector, from two fused sums of squares a weight (``l2_loss``: half the sum
+        of squares, one op): the layers' weight norms, their update norms (after - before), the global update
+        norm, the learning rate, then each weight's half sum of squares (non-finite when the weight holds a NaN/inf:
+        the host then counts them in that weight)."""
         values = [tf.cast(v, tf.float32) for v in after]
-        change = [v - tf.cast(b, tf.float32) for v, b in zip(values, before)]
-        square = tf.stack([tf.reduce_sum(tf.square(v)) for v in values])
-        moved = tf.stack([tf.reduce_sum(tf.square(c)) for c in change])
-        bad = tf.stack([tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(v)), tf.float32)) for v in values])
-        weight_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.gather(square, g))) for g in self._groups])
-        update_norms = tf.stack([tf.sqrt(tf.reduce_sum(tf.gather(moved, g))) for g in self._groups])
+        squares = tf.stack([tf.nn.l2_loss(v) for v in values])
+        moved = tf.stack([tf.nn.l2_loss(v - tf.cast(b, tf.float32)) for v, b in zip(values, before)])
+        layers = len(self._layers)
+        weight_norms = tf.sqrt(2.0 * tf.math.unsorted_segment_sum(squares, self._layer_ids, layers))
+        update_norms = tf.sqrt(2.0 * tf.math.unsorted_segment_sum(moved, self._layer_ids, layers))
         lr = tf.reshape(tf.cast(optimizer.learning_rate, tf.float32), (1,)) if optimizer is not None else [np.nan]
-        return tf.concat([weight_norms, update_norms, [tf.sqrt(tf.reduce_sum(moved))], lr, [tf.reduce_sum(bad)], bad], 0)
+        return tf.concat([weight_norms, update_norms, [tf.sqrt(2.0 * tf.reduce_sum(moved))], lr, squares], 0)
+
+    def _nonfinite_weights(self, squares) -> list[tuple[int, int]]:
+        """(index, count of NaN/inf entries) of the weights that hold any, in order: read from the weights, and only
+        for those whose sum of squares is not finite (an overflow of huge finite values counts nothing)."""
+        counts = [(i, int(np.count_nonzero(~np.isfinite(np.asarray(self._weights[i])))))
+                  for i, square in enumerate(squares) if not math.isfinite(square)]
+        return [(i, count) for i, count in counts if count]
 
     def _install(self) -> None:
         """Wrap the model's ``train_step`` so that each step also measures the row's numbers (in the same compiled
@@ -75,10 +83,10 @@ class Recorder(keras.callbacks.Callback):
         model = self.model
         original = model.__dict__.get("_lossviz_train_step") or model.train_step  # never wrap a wrapper
         model._lossviz_train_step = original
-        weights = list(model.weights)
+        weights = self._weights = list(model.weights)
         self._paths = [w.path for w in weights]
         self._layers = list(dict.fromkeys(_layer_of(p) for p in self._paths))
-        self._groups = [[i for i, p in enumerate(self._paths) if _layer_of(p) == layer] for layer in self._layers]
+        self._layer_ids = tf.constant([self._layers.index(_layer_of(p)) for p in self._paths], tf.int32)
         self._weight_columns = [f"weight_norm:{layer}" for layer in self._layers]
         self._update_columns = [f"update_norm:{layer}" for layer in self._layers]
 
@@ -136,11 +144,11 @@ class Recorder(keras.callbacks.Callback):
         row.update(zip(self._update_columns, numbers[n:2 * n]))
         row["update_norm"] = numbers[2 * n]
         loss_bad = 0 if math.isfinite(loss) else 1
-        count = loss_bad + int(numbers[2 * n + 2])
+        bad = self._nonfinite_weights(numbers[2 * n + 2:])
+        count = loss_bad + sum(c for _, c in bad)
         where, kind = ("loss", "loss") if loss_bad else ("", "")
-        if count and not loss_bad:
-            bad = numbers[2 * n + 3:]
-            where, kind = self._paths[next(i for i, b in enumerate(bad) if b > 0)], "weight"
+        if bad and not loss_bad:
+            where, kind = self._paths[bad[0][0]], "weight"
         row.update(nonfinite=count, first_nonfinite=where, nonfinite_in=kind)
         self._writer.write(row)
         self._writer.flush()  # a Runs page watching the folder sees the row now

@@ -213,6 +213,27 @@ def test_recorder_names_the_first_weight_that_blew_up_and_stops(tmp_path):
     assert first["nonfinite_in"] in ("loss", "weight")
     if first["nonfinite_in"] == "weight":
         assert first["first_nonfinite"] in [w.path for w in model.weights]
+    # the count: the loss (if it is NaN/inf) and every NaN/inf entry of the weights as the fit left them
+    entries = sum(int(np.count_nonzero(~np.isfinite(np.asarray(w)))) for w in model.weights)
+    assert t["nonfinite"].iloc[-1] == entries + (0 if math.isfinite(t["loss"].iloc[-1]) else 1)
+
+
+def test_recorder_counts_no_nonfinite_in_huge_finite_weights(tmp_path):
+    """A kernel of 1e20 everywhere: its sum of squares overflows float32 (the norm is inf), but no entry is NaN/inf."""
+    import keras
+    import lossviz
+
+    keras.utils.set_random_seed(0)
+    model = _two_outputs()
+    model.compile(keras.optimizers.SGD(0.0), {"reg": "mse", "cls": "categorical_crossentropy"})
+    trunk = model.get_layer("trunk")
+    trunk.kernel.assign(np.full(trunk.kernel.shape, 1e20, "float32"))
+    x = np.zeros((32, 6), "float32")  # the trunk's output is 0 however large its kernel
+    y = {"reg": x[:, :1], "cls": np.eye(3, dtype="float32")[np.arange(32) % 3]}
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[lossviz.keras.Recorder(tmp_path / "big.csv")])
+    t = runfiles.parse((tmp_path / "big.csv").read_bytes(), "big.csv").table
+    assert np.isinf(t["weight_norm:trunk"]).all() and np.isfinite(t["loss"]).all()
+    assert (t["nonfinite"] == 0).all() and (t["first_nonfinite"].fillna("") == "").all()
 
 
 # ----------------------------------------------------------------------------- the page
