@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_run_arguments(sweep)
     sweep.add_argument("--grid", dest="grids", action="append", required=True, metavar="KEY=V1,V2,...",
                        help="a setting and its values; give one or two")
-    sweep.add_argument("--jobs", type=_positive_int, default=None, help="runs in flight: worker processes, threads, or a local Ray's workers (default: all cores)")
+    sweep.add_argument("--jobs", type=_positive_int, default=None,
+                       help="runs in flight: worker processes, threads, or a local Ray's workers (default: all cores)")
     sweep.add_argument("--backend", choices=("local", "ray", "threads"), default="local",
                        help="local: a process per core; ray: Ray tasks; threads: this process (shares its compiled steps)")
     sweep.add_argument("--address", default=None, help="Ray address: auto or ray://host:10001 (backend ray)")
