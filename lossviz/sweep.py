@@ -180,15 +180,26 @@ class _Point:
         self.owner, self.index = owner, index
 
 
-def _run_local(demo, overrides, steps, seed, jobs, done, should_stop, scheduler=None, owner=None) -> None:
-    """joblib's loky pool, one worker per core, kept between sweeps (a worker imports TensorFlow and traces
-    its models once); ``jobs`` caps the runs in flight, so changing it never restarts the workers. With a
-    ``scheduler``, a point starts once it holds a slot and gives the slot back when it ends."""
+_pool_workers = 0  # the size of this process's pool: it only grows (shrinking would stop workers that compiled)
+
+
+def _pool(workers: int):
+    """joblib's loky pool of this process, kept between sweeps (a worker imports TensorFlow and traces its models
+    once), with at least ``workers`` workers."""
     from joblib.externals.loky import get_reusable_executor
 
+    global _pool_workers
+    _pool_workers = max(_pool_workers, workers)
+    return get_reusable_executor(max_workers=_pool_workers, env=WORKER_ENV, timeout=600)
+
+
+def _run_local(demo, overrides, steps, seed, jobs, done, should_stop, scheduler=None, owner=None) -> None:
+    """The process pool: ``jobs`` workers (a CLI ``--jobs 1`` starts one), or one per core when ``jobs`` is None
+    (a page's sweeps); ``jobs`` caps the runs in flight, and a pool never shrinks, so a later sweep never restarts
+    its workers. With a ``scheduler``, a point starts once it holds a slot and gives the slot back when it ends."""
     cores = os.cpu_count() or 1
     in_flight = max(1, min(jobs or cores, len(overrides)))
-    executor = get_reusable_executor(max_workers=max(cores, in_flight), env=WORKER_ENV, timeout=600)
+    executor = _pool(in_flight if jobs else cores)
     queue = list(enumerate(overrides))
     running: dict[Any, int] = {}
     slots: dict[Any, _Point] = {}

@@ -122,6 +122,19 @@ def test_stop_keeps_the_finished_rows():
     assert 1 <= len(rows) < 8 and all(r["status"] != "error" for r in rows)
 
 
+def test_the_process_pool_has_jobs_workers_and_never_shrinks(monkeypatch):
+    """``--jobs 1`` starts one worker (one TensorFlow import); a page's sweep (no jobs) one per core; a pool is
+    never shrunk, which would stop workers that have compiled."""
+    import joblib.externals.loky as loky
+
+    asked = []
+    monkeypatch.setattr(loky, "get_reusable_executor", lambda max_workers, **kwargs: asked.append(max_workers))
+    monkeypatch.setattr(sweeps, "_pool_workers", 0)
+    for workers in (1, 3, 2):
+        sweeps._pool(workers)
+    assert asked == [1, 3, 3]
+
+
 def test_ray_backend_gives_the_same_rows():
     ray = pytest.importorskip("ray")
     grid = [("lr", ["0.001", "0.05"]), ("penalty", ["1", "10"])]  # one structure: a worker compiles once
