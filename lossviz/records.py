@@ -114,8 +114,7 @@ def knob_changes(records) -> list[tuple[int, str, Any, Any]]:
     steps = column(records, "step")
     changes = []
     for name in names:
-        values = np.asarray(raw[name], dtype=np.float64)
-        for i in (np.flatnonzero(values[1:] != values[:-1]) + 1).tolist():
+        for i in (np.flatnonzero(_differs(np.asarray(raw[name], dtype=np.float64))) + 1).tolist():
             changes.append((int(steps[i]), name[len(KNOB_PREFIX):], raw[name][i - 1], raw[name][i]))
     return sorted(changes, key=lambda c: c[0])
 
@@ -160,18 +159,24 @@ def thinning(n: int, recent: int, kept: Sequence[int]) -> np.ndarray:
     return keep
 
 
+def _differs(values: np.ndarray) -> np.ndarray:
+    """For rows 1..n-1 of one knob's values: whether it differs from the row before (an empty knob, NaN, on both
+    is no change)."""
+    differs = values[1:] != values[:-1]
+    if values.dtype.kind == "f":
+        differs &= ~(np.isnan(values[1:]) & np.isnan(values[:-1]))
+    return differs
+
+
 def changed_rows(columns: Sequence[np.ndarray]) -> list[int]:
     """The rows where any of ``columns`` (knob values, one array per knob) differs from the row before, with the
-    row before each (so a chart has the old value and the new one); an empty knob (NaN) on both is no change."""
+    row before each (so a chart has the old value and the new one)."""
     n = len(columns[0]) if len(columns) else 0
     if n < 2:
         return []
     changed = np.zeros(n - 1, bool)
     for values in columns:
-        differs = values[1:] != values[:-1]
-        if values.dtype.kind == "f":
-            differs &= ~(np.isnan(values[1:]) & np.isnan(values[:-1]))
-        changed |= differs
+        changed |= _differs(values)
     starts = np.flatnonzero(changed) + 1
     return sorted(set(starts.tolist()) | set((starts - 1).tolist()))
 

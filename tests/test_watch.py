@@ -7,6 +7,7 @@ be checked without one: the pace, the thinned charts, the self-pausing Play and 
 import time
 
 import numpy as np
+import pandas as pd
 import plotly.io as pio
 import pytest
 
@@ -111,6 +112,9 @@ def test_knob_changes_are_the_changed_rows_and_the_rows_before():
     assert records.changed_rows([np.full(4, np.nan)]) == []  # an empty knob in every row never changes
     assert records.changed_rows([np.array(["a", "a", "b"], dtype=object)]) == [1, 2]
     assert records.changed_rows([]) == [] and records.changed_rows([lr[:1]]) == []
+    # the chart markers agree: a CSV's empty knob column marks no change, a real one marks its step
+    table = pd.DataFrame({"step": [1, 2, 3], "set:c": [np.nan] * 3, "set:lr": [0.1, 0.1, 0.2]})
+    assert records.knob_changes(table) == [(3, "lr", 0.1, 0.2)]
 
 
 def test_compact_moves_kept_rows_to_the_front_in_place():
