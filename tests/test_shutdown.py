@@ -54,10 +54,10 @@ def test_sweep_resume_runs_only_the_missing_points_and_ends_as_an_uninterrupted_
     whole, part = tmp_path / "whole.csv", tmp_path / "part.csv"
     assert subprocess.run([*LIB, *SWEEP, "--out", str(whole)], cwd=ROOT, capture_output=True, timeout=600).returncode == 0
     proc = subprocess.Popen([*LIB, *SWEEP, "--out", str(part)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    _, err = _interrupt_when(proc, lambda: _lines(part) >= 2, signal.SIGINT)  # the header and a point
+    _, err = _interrupt_when(proc, lambda: _lines(part) >= 3, signal.SIGINT)  # header and two points
     assert proc.returncode == 130 and "--resume runs the others" in err
     kept = _lines(part) - 1
-    assert 1 <= kept < 6
+    assert 2 <= kept < 6
     resumed = subprocess.run([*LIB, *SWEEP, "--out", str(part), "--resume"], cwd=ROOT, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0 and f"resuming: {kept} of 6 points already in {part}" in resumed.stderr
