@@ -1,7 +1,7 @@
 """The Keras Recorder's overhead: the same ``model.fit`` (3x100 dense net, batch 32, 4,096 samples; then a 3x512
-net, batch 256) with and without ``lossviz.keras.Recorder`` (every batch recorded and flushed, and every 10th), and with a callback that
-does nothing per batch. The best of seven fits each, interleaved. Then the measuring ops alone, on Keras' compiled
-step called directly.
+net, batch 256) with and without ``lossviz.keras.Recorder`` (every batch recorded and flushed, and every 10th), and
+with a callback that does nothing per batch. The best of seven fits each, interleaved. Then the measuring ops alone,
+on Keras' compiled step called directly.
 
     python benchmarks/recorder.py
 
