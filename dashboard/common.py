@@ -14,6 +14,13 @@ import keras  # noqa: E402
 from .navigation import ROOT
 
 PAGE_DIR = ROOT / "pages"
+# the page's own controls and state, under "<demo>:<name>" in the session (a knob of that name lives apart)
+PAGE_NAMES = frozenset(
+    "anatomy autostart checkup checkup_load checkup_quick checkup_show clear_schedule compare compare_key download "
+    "formula_defaults land_contour land_interp land_pca land_surface landscape landscape_button landscape_log "
+    "landscape_run log_y meta pace pause pending play preset query_loaded query_read query_warning reset resolution "
+    "scenario scenario_pick scenario_run schedule seed smoothing span step steps stop stop_nan sweep table "
+    "train".split())
 
 
 def _no_clear_session(*args, **kwargs) -> None:
@@ -83,7 +90,7 @@ def family(demo: str) -> dict[str, str]:
     if demo in FAMILIES:
         return FAMILIES[demo]
     code = usercode.load(demo)
-    knobs = ", ".join(f"`{k}`" + (" (needs a Python number: it shapes the graph)" if k in code.static else "")
+    knobs = ", ".join(f"`{k}`" + (" (needs a Python value: it shapes the graph)" if k in code.static else "")
                       for k in code.loss.knobs) or "none"
     terms = ", ".join(f"`{t}`" for t in code.terms)
     return {
@@ -95,6 +102,7 @@ def family(demo: str) -> dict[str, str]:
                        "It runs on the formula page's net and data (`task`: binary or regression).")
                     + " The file was named when the server started; this page cannot load another."),
         "latex": "",
+        "note": code.note,
     }
 
 

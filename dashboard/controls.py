@@ -16,7 +16,7 @@ import streamlit as st
 from lossviz import formula, links
 from lossviz import settings as config
 
-from .common import jobs
+from .common import PAGE_NAMES, jobs
 
 DECADES = {"lr": (-5, 0), "penalty": (-1, 3), "epsilon": (-9, 0), "c": (-6, 0), "clipnorm": (-3, 2),
            "clipvalue": (-3, 2)}
@@ -30,8 +30,11 @@ FORMULA_HELP = ("Inputs: binary y, p, z (p = sigmoid(z)); regression y, yhat, r 
 def _grid(p: config.Param) -> list[float] | None:
     """The slider's values of a log-scale knob (None for a linear one). A formula's parameter gets 0 and its
     default times 0.01 ... 100 (log-spaced, with the default's sign)."""
-    if p.kind == "int":
+    if p.kind == "int" and p.key == "batch_size":
         return [2 ** k for k in range(13) if p.check(2 ** k)]
+    if p.kind == "int":  # an int knob of a loss (a depth, an order, an axis): the integers around its default
+        d = int(p.default)
+        return [v for v in range(min(0, d - 4), max(d * 2, d + 8) + 1) if p.check(v)]
     if p.key not in DECADES and p.key not in LINEAR:  # a formula's parameter
         d = float(p.default)
         scale = abs(d) or 1.0
@@ -55,6 +58,8 @@ def _nearest(p: config.Param, value: float):
         return round(round(min(max(value, low), high) / step) * step, 6)
     if value == 0 or not math.isfinite(value):
         return min(grid, key=abs)
+    if p.kind == "int" and p.key != "batch_size":  # a linear grid of integers
+        return min(grid, key=lambda g: abs(g - value))
     same_sign = [g for g in grid if g != 0 and (g > 0) == (value > 0)] or grid
     return min(same_sign, key=lambda g: abs(math.log(abs(g)) - math.log(abs(value))) if g else math.inf)
 
@@ -64,7 +69,10 @@ def _label(v, p: config.Param) -> str:
 
 
 def _value_key(demo: str, key: str, prefix: str) -> str:
-    """Where a setting's raw value lives (text for numbers): one place, written by either of its widgets."""
+    """Where a setting's raw value lives (text for numbers): one place, written by either of its widgets. A knob
+    of your own code named as one of the page's own controls (``smoothing``, ``steps``) lives apart from it."""
+    if key in PAGE_NAMES:
+        return f"{prefix}{demo}:knob:{key}"
     return f"{prefix}{demo}:{key}"
 
 

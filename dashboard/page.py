@@ -30,6 +30,8 @@ def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> Non
     family = family_of(demo)
     st.title(family["title"])
     st.markdown(family["problem"])
+    if family.get("note"):  # what of a file's loss is not a knob, and why
+        st.info(family["note"])
     if family["latex"]:
         st.latex(family["latex"])
     controls.read_query(demo)

@@ -113,9 +113,9 @@ def _check(args) -> int:
             bar.set_postfix_str(words)
         findings = checkup.check(args.demo, args.overrides, seed=args.seed, quick=args.quick, progress=progress)
     if args.json:
-        print(json.dumps([f.as_json() for f in findings], indent=2))
+        print(json.dumps([f.as_json() for f in findings], indent=2), file=args.stdout)
     else:
-        print(checkup.table(findings))
+        print(checkup.table(findings), file=args.stdout)
     return checkup.exit_code(findings)
 
 
@@ -193,7 +193,7 @@ def _train_with_progress(trainer, steps: int, desc: str, on_record=None) -> None
 def _train(args) -> int:
     from . import records as rec
 
-    with _output(args.out) as out, _trainer(args, stop_on_nonfinite=args.stop_on_nonfinite) as trainer:
+    with _output(args.out, args.stdout) as out, _trainer(args, stop_on_nonfinite=args.stop_on_nonfinite) as trainer:
         writer = rec.CsvWriter(out)
 
         def write(record):
@@ -223,10 +223,10 @@ def _train(args) -> int:
 
 
 @contextlib.contextmanager
-def _output(path: str):
+def _output(path: str, stdout):
     """Standard output for ``-``, else the file, opened before any work so a bad path fails at once."""
     if path == "-":
-        yield sys.stdout
+        yield stdout
     else:
         with open(path, "w", newline="") as f:
             yield f
@@ -345,11 +345,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .shutdown import terminate_as_interrupt
 
     terminate_as_interrupt()  # SIGTERM ends a run as Ctrl-C does: finished rows kept, exit 130
+    args.stdout = sys.stdout  # the command's output (a CSV, the check-up's JSON) alone
+    with contextlib.redirect_stdout(sys.stderr):  # what a file of your own code prints goes to standard error
+        return _command(args)
+
+
+def _command(args) -> int:
     try:
         if config.is_file(args.demo):  # the operator's own code, named on this command line
             from .catalog import get
 
             get(args.demo)
+            note = config.spec(args.demo).note
+            if note:
+                print(f"lossviz: note: {note}", file=sys.stderr)
         args.overrides = dict(config.parse_assignment(a) for a in args.assignments)
         args.settings = config.resolve(config.check_demo(args.demo), args.overrides)
         args.schedule = config.schedule(args.demo, args.settings, getattr(args, "changes", []), args.steps)

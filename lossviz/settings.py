@@ -129,6 +129,7 @@ class Spec:
     terms: tuple[str, ...] = ()
     main_metric: str | Callable[[Mapping[str, Any]], str] = "loss"
     compare: tuple[str, dict[str, Any]] = ("lr", {})
+    note: str = ""  # what of the demo's loss is not a knob, and why (an unknown key's message says it)
 
     def params_of(self, settings: Mapping[str, Any] | None) -> tuple[Param, ...]:
         return self.params(settings or {}) if callable(self.params) else self.params
@@ -206,7 +207,9 @@ def param(demo: str, key: str, settings: Mapping[str, Any] | None = None) -> Par
     for p in params(demo, settings):
         if p.key == key:
             return p
-    raise SettingError(f"unknown key {key!r} for {demo}; allowed: {', '.join(keys(demo, settings))}")
+    note = spec(demo).note
+    raise SettingError(f"unknown key {key!r} for {demo}; allowed: {', '.join(keys(demo, settings))}"
+                       + (f" ({note})" if note else ""))
 
 
 def defaults(demo: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -174,14 +174,15 @@ def file_curves(code, settings: Mapping[str, Any]) -> list[Curve]:
     """A file's loss (the sum of its terms) over the prediction, on the custom demo's net: over p for y = 1 and
     y = 0, or over the prediction for y = 0.5 (regression). None for its own model, or a loss that reduces the
     batch to one number."""
-    if code.own_model:
+    if code.own_model or code.loss.per_sample is None:
         return []
     knobs = {k: tf.constant(float(settings[k]), tf.float32) for k in code.loss.knobs}
+    per_sample_loss = code.loss.per_sample(code.knob_values(knobs, settings))
 
     def fn(y: float):
         def per_sample(x):
             col = x[:, None]
-            found = code.loss.compute(tf.fill(tf.shape(col), y), col, code.knob_values(knobs, settings))
+            found = per_sample_loss(tf.fill(tf.shape(col), y), col)
             values = found.values() if isinstance(found, Mapping) else [found]
             return sum(tf.reshape(tf.convert_to_tensor(v, tf.float32), (-1,)) for v in values)
         return per_sample

@@ -2,27 +2,25 @@
 
 ``load("path/to/file.py[:NAME]")`` imports the file (the operator's own code, named on the command line or in
 ``LOSSVIZ_CODE``; nothing a browser sends reaches here), finds the loss (the object ``NAME``, default ``loss``)
-and registers a demo of that name, with the loss's numeric defaults as knobs. The loss may be
-
-- a function ``loss(y_true, y_pred, gamma=2.0, ...)``;
-- a factory whose parameters all have numeric defaults, returning ``fn(y_true, y_pred)``;
-- a class with ``__init__(self, <numeric defaults>)`` and ``__call__(self, y_true, y_pred)``;
-- a ``keras.losses.Loss`` subclass or instance (knobs: its numeric constructor arguments, or its config).
+in any form ``model.compile(loss=...)`` takes (``lossforms``) and registers a demo of that name, with the loss's
+numeric parameters as knobs.
 
 It returns a per-sample tensor (averaged), a scalar, or a dict ``{term: tensor}`` (the total is their sum, and each
 term gets the per-term gradient probe). ``model`` (a ``keras.Model`` or a function returning one), ``data``
-(``data(seed)`` -> ``(x, y)`` or ``((x, y), (x_val, y_val))``, numpy arrays or lists or dicts of them) and
-``metrics`` (name -> ``fn(y_true, y_pred)``) are optional: without model and data, the ``custom`` demo's net and
-data are used (``task=binary``: y_pred is the probability; ``task=regression``: the prediction).
+(``data(seed)`` -> ``(x, y)`` or ``((x, y), (x_val, y_val))``, numpy arrays or lists or dicts of them, passed with
+the shapes they have) and ``metrics`` (name -> ``fn(y_true, y_pred)``) are optional: without model and data, the
+``custom`` demo's net and data are used (``task=binary``: y_pred is the probability; ``task=regression``: the
+prediction).
 
 A knob reaches the compiled step as a tensor, so changing it mid-run needs no retrace. Code that needs a Python
-number there (``float(gamma)``, ``range(k)``) is found when the loss is first traced: that knob then shapes the
-graph (``Param.structural``, with the reason in its help). Anything wrong with the file is one
-:class:`CodeError` line naming the file, the line and what to fix.
+value there (``float(gamma)``, ``range(k)``, a depth, an ``if`` on it) is found when the loss is first traced: that
+knob then shapes the graph (``Param.structural``, with the reason in its help), an int staying an int. Anything
+wrong with the file is one :class:`CodeError` line naming the file, the line and what to fix.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import inspect
@@ -40,14 +38,11 @@ import tensorflow as tf
 import keras
 from keras import ops
 
-from . import data as builtin_data, demos, settings as config
+from . import data as builtin_data, demos, keras2, lossforms, settings as config
 from .knobs import Param, SettingError
 
 LIMITS = {"knobs": 16, "rows": 2_000_000}
 _CUSTOM = demos.DEMOS["custom"]  # a file without model and data runs on the formula demo's net, data and metrics
-_CONFIG_SKIP = {"name", "reduction", "dtype"}  # a Loss's config entries that are never knobs
-_KERAS2 = {"pow": "power", "dot": "dot", "switch": "where", "int_shape": "shape", "gather": "take",
-           "batch_dot": "einsum", "l2_normalize": "normalize"}
 
 
 class CodeError(SettingError):
@@ -117,16 +112,14 @@ def _where(given: str, line: int | None) -> str:
     return f"{given}:{line}" if line else given
 
 
-def explain(error: BaseException, given: str, path: Path) -> str:
-    """One line for an error raised by the file's code: the file and line, and what to fix."""
-    line = _where(given, _frame_line(error, path))
+def explain(error: BaseException, given: str, path: Path, line: int | None = None) -> str:
+    """One line for an error raised by the file's code: the file and line (``line`` when the error passed through
+    none of the file's lines, e.g. a Keras loss the file names), and what to fix."""
+    line = _where(given, _frame_line(error, path) or line)
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    missing = re.match(r"module 'keras(?:\.src)?\.backend' has no attribute '(\w+)'", text)
-    if isinstance(error, AttributeError) and missing:
-        name = missing.group(1)
-        new = _KERAS2.get(name, name)
-        fix = f"keras.ops.{new}" if hasattr(ops, new) else "a keras.ops function"
-        return f"{line}: K.{name} is a Keras 2 backend function, gone in Keras 3: use {fix}"
+    missing = keras2.missing_name(error)
+    if missing:
+        return f"{line}: {keras2.hint(missing)}"
     if isinstance(error, SyntaxError):
         return f"{line}: syntax error: {error.msg}"
     if isinstance(error, ImportError):
@@ -167,96 +160,49 @@ def _held(module) -> list[str]:
     return names
 
 
-def _numeric(value) -> bool:
-    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _knobs(pairs, where: str) -> dict[str, float]:
-    """The numeric values among ``(name, value)`` pairs, as knobs; a non-finite one is refused."""
-    found = {}
-    for name, value in pairs:
-        if not _numeric(value):
-            continue
-        if not math.isfinite(float(value)):
-            raise CodeError(f"{where}: {name}={value} is not a finite number: give the knob a finite default")
-        found[name] = float(value)
-    return found
-
-
-def _knobs_of(signature: inspect.Signature, skip: int, where: str) -> dict[str, float]:
-    """The numeric keyword defaults of a signature (after the first ``skip`` parameters) as knobs."""
-    return _knobs(((p.name, p.default) for p in list(signature.parameters.values())[skip:]
-                   if p.default is not inspect.Parameter.empty), where)
-
-
-def _line_of(obj) -> int | None:
+def _line_of(obj, path: Path) -> int | None:
+    """The line where the file defines ``obj`` (a function or class of its own), or None."""
+    inner = lossforms.unwrapped(obj)
     try:
-        return inspect.getsourcelines(obj)[1]
+        if Path(inspect.getsourcefile(inner)).resolve() != path:
+            return None
+        return inspect.getsourcelines(inner)[1]
     except (OSError, TypeError):
         return None
 
 
-@dataclass
-class Loss:
-    """The loss of a file, whatever its form: ``compute(y_true, y_pred, knobs)`` calls it."""
-
-    form: str
-    knobs: dict[str, float]
-    make: Callable[[Mapping[str, Any]], Callable]  # knob values -> fn(y_true, y_pred)
-
-    def compute(self, y_true, y_pred, knobs: Mapping[str, Any]):
-        return self.make(knobs)(y_true, y_pred)
-
-
-def _loss_of(obj, given: str, name: str) -> Loss:
-    line = _line_of(obj)
-    where = _where(given, line)
-    if isinstance(obj, keras.losses.Loss):
-        config_ = obj.get_config()
-        knobs = _knobs(((k, v) for k, v in config_.items() if k not in _CONFIG_SKIP), where)
-        cls = type(obj)
-        return Loss("keras Loss instance", knobs,
-                    lambda kn: _unreduced(cls.from_config({**config_, **kn})))
-    if inspect.isclass(obj):
-        knobs = _knobs_of(inspect.signature(obj.__init__), 1, where)
-        if issubclass(obj, keras.losses.Loss):
-            return Loss("keras Loss subclass", knobs, lambda kn: _unreduced(obj(**kn)))
-        if not callable(getattr(obj, "__call__", None)) or "__call__" not in dir(obj):
-            raise CodeError(f"{where}: class {name} has no __call__(self, y_true, y_pred)")
-        return Loss("class", knobs, lambda kn: obj(**kn))
-    if inspect.isfunction(obj) or inspect.ismethod(obj):
-        signature = inspect.signature(obj)
-        positional = [p for p in signature.parameters.values()
-                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
-        if len(positional) >= 2:
-            return Loss("function", _knobs_of(signature, 2, where), lambda kn: lambda t, p: obj(t, p, **kn))
-        if not positional:
-            knobs = _knobs_of(signature, 0, where)
-            try:
-                made = obj(**knobs)
-            except Exception as e:  # noqa: BLE001
-                raise CodeError(explain(e, given, Path(given).resolve())) from None
-            if not callable(made):
-                raise CodeError(f"{where}: {name}() returns {type(made).__name__}, not a function: a loss is "
-                                f"{name}(y_true, y_pred, ...) or a factory returning fn(y_true, y_pred)")
-            return Loss("factory", knobs, lambda kn: obj(**kn))
-        raise CodeError(f"{where}: {name} takes one argument without a default: a loss is {name}(y_true, y_pred, "
-                        f"...) or a factory whose parameters all have defaults")
-    if callable(obj):
-        return Loss("callable object", {}, lambda kn: obj)
-    raise CodeError(f"{given}: {name} is a {type(obj).__name__}, not a function, a class or a keras Loss")
+def _assigned_at(path: Path, name: str) -> int | None:
+    """The line of the file's last top-level statement binding ``name`` (``loss = keras.losses.Huber()``)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    found = None
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names = {t.id for t in targets if isinstance(t, ast.Name)}
+        if name in names or getattr(node, "name", None) == name:
+            found = node.lineno
+    return found
 
 
-def _unreduced(loss: keras.losses.Loss) -> Callable:
-    """A Keras Loss per sample: its ``call`` (the reduction is lossviz's mean)."""
-    return lambda t, p: loss.call(ops.convert_to_tensor(t), ops.convert_to_tensor(p))
+def _loss_of(obj, given: str, name: str) -> lossforms.Loss:
+    """The file's loss in its form (``lossforms``), or one line naming the file and the line."""
+    try:
+        return lossforms.form_of(obj, name)
+    except lossforms.FormError as e:
+        path = Path(given).resolve()
+        raise CodeError(f"{_where(given, _line_of(obj, path) or _assigned_at(path, name))}: {e}") from None
+    except Exception as e:  # noqa: BLE001  (a factory of the file that raises)
+        raise CodeError(explain(e, given, Path(given).resolve())) from None
 
 
 # ----------------------------------------------------------------------------- data and model
 
 
 def _arrays(value, what: str, given: str):
-    """Numpy float32 arrays in the same structure (an array, a list, a dict)."""
+    """Numpy float32 arrays in the same structure (an array, a list, a dict), with the shapes they have: ``fit``
+    passes a (n,) target to the loss as (n,)."""
     if isinstance(value, Mapping):
         return {k: _arrays(v, what, given) for k, v in value.items()}
     if isinstance(value, (list, tuple)) and value and not np.isscalar(value[0]) and np.ndim(value[0]) > 0:
@@ -267,8 +213,6 @@ def _arrays(value, what: str, given: str):
         raise CodeError(f"{given}: data(): {what} is not numbers ({type(value).__name__})") from None
     if array.ndim == 0:
         raise CodeError(f"{given}: data(): {what} is a single number, not an array with one row per sample")
-    if array.ndim == 1:
-        array = array[:, None]
     return array
 
 
@@ -321,7 +265,7 @@ class UserCode:
 
     name: str  # as given: "path.py" or "path.py:NAME"
     path: Path
-    loss: Loss
+    loss: lossforms.Loss
     model: Callable[[], keras.Model] | None
     data: Callable[[int], Any] | None
     metrics: dict[str, Callable]
@@ -329,8 +273,15 @@ class UserCode:
     y_nest: Nest | None = None
     out_nest: Nest | None = None  # the model's outputs: y_pred, y_pred0..., or y_pred:<key> (learnt by ``_check``)
     terms: tuple[str, ...] = ()
-    static: dict[str, str] = field(default_factory=dict)  # knob -> why it needs a Python number
+    static: dict[str, str] = field(default_factory=dict)  # knob -> why it needs a Python value
+    obj: Any = None  # the object the file names as its loss
+    line: int | None = None  # where the file defines it
     _data_cache: dict = field(default_factory=dict)
+
+    @property
+    def note(self) -> str:
+        """What of the loss could not become a knob, and why, in one line (or nothing)."""
+        return f"{self.given}: {self.loss.note}" if self.loss.note else ""
 
     @property
     def own_model(self) -> bool:
@@ -385,8 +336,9 @@ class UserCode:
         return self.y_nest.unflatten(targets)
 
     def knob_values(self, hp: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-        """The knobs for a call: tensors from the step's numbers, Python numbers for the static ones."""
-        return {k: (float(settings[k]) if k in self.static else hp[k]) for k in self.loss.knobs}
+        """The knobs for a call: tensors from the step's numbers, Python numbers (of the knob's kind) for the
+        static ones."""
+        return {k: (lossforms.plain(settings[k]) if k in self.static else hp[k]) for k in self.loss.knobs}
 
     def compute(self, out, targets, hp, settings):
         """(dict of scalar terms, total loss) of a batch."""
@@ -415,7 +367,40 @@ class UserCode:
 
 def _check(code: UserCode, task: str) -> None:
     """Trace the loss once on four rows of seed 0's data, with the knobs as tensors: learn its terms, the knobs
-    that need Python numbers, and refuse what cannot train (a raise, a shape mismatch, a wrong return)."""
+    that need Python values, how a Loss instance takes its knobs, and refuse what cannot train (a raise, a shape
+    mismatch, a wrong return). A single loss that fails on a multi-output model's whole structure is applied to
+    each output, as Keras' ``compile`` does."""
+    out, targets = _first_rows(code, task)
+    error = _find_static(code, out, targets, task)
+    if error is not None and not code.loss.outputs:
+        keys = _common_keys(code)
+        if keys:
+            single = code.loss
+            code.loss = lossforms.each_output(single, keys)
+            if _find_static(code, out, targets, task) is not None:
+                code.loss = single
+            else:
+                error = None
+    if error is not None:
+        raise CodeError(error)
+    if isinstance(code.obj, keras.losses.Loss):
+        code.loss = _instance_knobs(code, out, targets, task)
+    _name_outputs(code)
+    settings = {"task": task, **code.loss.knobs}
+    try:
+        terms, _ = code.compute(out, targets, {k: tf.constant(v, tf.float32) for k, v in code.loss.knobs.items()},
+                                settings)
+        if code.metrics:
+            code.metric_values(out, targets, settings)
+    except SettingError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise CodeError(_explain_call(e, code, "the loss on the first batch")) from None
+    code.terms = tuple(terms)
+
+
+def _first_rows(code: UserCode, task: str):
+    """The model's outputs and the targets of four rows of seed 0's data, as flat dicts of tensors."""
     train, _ = code.datasets(0, task)
     rows = train.take(np.arange(min(4, len(train))))
     model = code.build({"task": task})
@@ -427,32 +412,88 @@ def _check(code: UserCode, task: str) -> None:
     if code.model is not None:  # how its outputs reach the loss
         code.out_nest = Nest.of(out, "y_pred")
         out = code.out_nest.flatten(out)
-    targets = {k: tf.constant(v) for k, v in rows.targets.items()}
+    return out, {k: tf.constant(v) for k, v in rows.targets.items()}
+
+
+def _find_static(code: UserCode, out, targets, task: str) -> str | None:
+    """Set ``code.static``: the knobs the loss needs as Python values (each with the error it gives as a tensor).
+    Returns the error line when the loss fails even with every knob a Python value, else None."""
     settings = {"task": task, **code.loss.knobs}
     static: dict[str, str] = {}
     error = _trace(code, out, targets, settings, static)
-    if error is not None:  # find the knobs that need a Python number, one at a time
-        for knob in code.loss.knobs:
-            static[knob] = error[1]
-            if _trace(code, out, targets, settings, static) is None:
-                break
-        else:
-            raise CodeError(error[0])
-        for knob in list(static):  # keep only those needed
-            reason = static.pop(knob)
-            if _trace(code, out, targets, settings, static) is not None:
-                static[knob] = reason
+    if error is None:
+        code.static = {}
+        return None
+    for knob in code.loss.knobs:  # one knob at a time a Python value, until the loss traces
+        static[knob] = error[1]
+        if _trace(code, out, targets, settings, static) is None:
+            break
+    else:
+        code.static = {}
+        return error[0]
+    for knob in list(static):  # keep only those needed, each with its own reason
+        static.pop(knob)
+        own = _trace(code, out, targets, settings, static)
+        if own is not None:
+            static[knob] = own[1]
     code.static = static
+    return None
+
+
+def _common_keys(code: UserCode) -> list | None:
+    """The outputs of a multi-output model whose targets have the same structure, or None."""
+    out, y = code.out_nest, code.y_nest
+    if not code.own_model or out is None or y is None or out.kind == "array" or out.kind != y.kind:
+        return None
+    if out.kind == "dict":
+        return list(out.inner) if set(out.inner) == set(y.inner) else None
+    return list(range(len(out.keys))) if len(out.keys) == len(y.keys) else None
+
+
+def _name_outputs(code: UserCode) -> None:
+    """A loss per output of a list: each term named as the model names its output."""
+    parts = code.loss.outputs
+    if not parts or not all(isinstance(k, int) for k in parts) or not code.own_model:
+        return
+    names = list(getattr(code.build({}), "output_names", None) or [])
+    if len(names) == len(code.out_nest.keys) and len(set(names)) == len(names):
+        code.loss.labels = {k: str(names[k]) for k in parts}
+
+
+def _instance_knobs(code: UserCode, out, targets, task: str) -> lossforms.Loss:
+    """How a Loss instance takes its knobs: set on a copy, unless a constructor derives its state from a knob (then
+    the copy's loss differs from the rebuilt one's: the instance is rebuilt, or kept as given when even rebuilding
+    it from its own values changes its loss)."""
+    loss, obj = code.loss, code.obj
+    y_true, y_pred = code.y_true(targets), code.y_pred(out, {"task": task})
+
+    def value(made) -> float:
+        return float(ops.mean(made(y_true, y_pred)))
+
     try:
-        terms, total = code.compute(out, targets, {k: tf.constant(v, tf.float32) for k, v in code.loss.knobs.items()},
-                                    settings)
-        if code.metrics:
-            code.metric_values(out, targets, settings)
-    except SettingError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise CodeError(_explain_call(e, code, "the loss on the first batch")) from None
-    code.terms = tuple(terms)
+        original = value(obj)
+    except Exception:  # noqa: BLE001  (the trace has said what is wrong, if anything)
+        return loss
+    for key, v in loss.knobs.items():
+        if not isinstance(v, float):
+            continue
+        moved = v * 0.5 if v else 0.5
+        try:
+            copied = value(lossforms.with_knobs(obj, {key: moved}))
+            rebuilt, again = value(lossforms.rebuilt(obj, {key: moved})), value(lossforms.rebuilt(obj, {}))
+        except Exception:  # noqa: BLE001  (no constructor call to compare with)
+            continue
+        if not all(math.isfinite(x) for x in (copied, rebuilt, again)) or _close(copied, rebuilt):
+            continue
+        if _close(again, original):
+            return lossforms.rebuilding(loss, obj)
+        return lossforms.as_given(loss, obj, f"its constructor derives its state from {key}, and building it again "
+                                             f"from the values it holds gives another loss")
+    return loss
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-5 * (1.0 + abs(b))
 
 
 def _trace(code: UserCode, out, targets, settings, static) -> tuple[str, str] | None:
@@ -475,14 +516,28 @@ def _trace(code: UserCode, out, targets, settings, static) -> tuple[str, str] | 
             return str(e), str(e)
         except Exception as e:  # noqa: BLE001
             first = first or e
-    line = _explain_call(first, code, "the loss")
-    return line, line.replace(code.given, code.path.name).removesuffix(" (calling the loss)")
+    return _explain_call(first, code, "the loss"), _reason(first, code)
+
+
+def _reason(error: BaseException, code: UserCode) -> str:
+    """Why a knob must be a Python value, in a few words, with the file's line: ``focal.py:9: a Python bool test``."""
+    text = str(error)
+    if isinstance(error, tf.errors.OperatorNotAllowedInGraphError) or "as a Python `bool`" in text:
+        why = "a Python bool test"
+    elif re.search(r"interpreted as an integer|expected type of int|DataType float|must be an integer", text):
+        why = "used as an int (a shape, depth, axis, count or range)"
+    elif re.search(r"must be real number|SymbolicTensor.*(float|int)\(\)|__float__|__index__", text):
+        why = "a Python number (math.*, float(), int())"
+    else:
+        why = (text.strip().splitlines() or [""])[0][:80]
+    line = _frame_line(error, code.path) or code.line
+    return f"{code.path.name}{f':{line}' if line else ''}: {type(error).__name__}: {why}"
 
 
 def _explain_call(error: BaseException, code: UserCode, what: str) -> str:
     if isinstance(error, SettingError):
         return str(error)
-    line = explain(error, code.given, code.path)
+    line = explain(error, code.given, code.path, code.line)
     if isinstance(error, (ValueError, tf.errors.InvalidArgumentError)) and "shape" in str(error).lower():
         return f"{line} (calling {what}: a shape mismatch between the model, the data and the loss)"
     return f"{line} (calling {what})"
@@ -509,13 +564,14 @@ def _load(name: str) -> UserCode:
         held = _held(module)
         raise CodeError(f"{given}: no object named {obj_name!r}; the file holds: {', '.join(held) or 'nothing usable'}"
                         + ("" if obj_name != "loss" else f" (pick one with {given}:NAME)"))
-    loss = _loss_of(vars(module)[obj_name], given, obj_name)
+    obj = vars(module)[obj_name]
+    loss = _loss_of(obj, given, obj_name)
     if len(loss.knobs) > LIMITS["knobs"]:
         raise CodeError(f"{given}: the loss has {len(loss.knobs)} numeric defaults; lossviz takes up to "
                         f"{LIMITS['knobs']} knobs")
     clash = [k for k in loss.knobs if k in config.COMMON_KEYS]
     if clash:
-        raise CodeError(f"{_where(given, _line_of(vars(module)[obj_name]))}: the knob {clash[0]} is also a setting "
+        raise CodeError(f"{_where(given, _line_of(obj, path))}: the knob {clash[0]} is also a setting "
                         f"of every run: give it another name")
     model, data_fn, metrics = (vars(module).get(k) for k in ("model", "data", "metrics"))
     if (model is None) != (data_fn is None):
@@ -528,7 +584,7 @@ def _load(name: str) -> UserCode:
     if metrics is not None and not (isinstance(metrics, Mapping) and all(callable(f) for f in metrics.values())):
         raise CodeError(f"{given}: metrics must be a dict of name -> fn(y_true, y_pred)")
     code = UserCode(name, path, loss, _model_factory(model, given, path) if model is not None else None,
-                    data_fn, dict(metrics or {}))
+                    data_fn, dict(metrics or {}), obj=obj, line=_line_of(obj, path) or _assigned_at(path, obj_name))
     if data_fn is not None:
         try:
             found = data_fn(0)
@@ -556,8 +612,9 @@ def _model_factory(model, given: str, path: Path) -> Callable[[], keras.Model]:
 def _register(code: UserCode) -> None:
     """The file's demo and its settings, under its name."""
     knob_params = tuple(
-        Param(k, v, "float", "a finite number", structural=k in code.static,
-              help=(f"needs a Python number ({code.static[k]}): changing it builds another step"
+        Param(k, v, "int" if isinstance(v, int) else "float", "an integer" if isinstance(v, int) else "a finite number",
+              structural=k in code.static,
+              help=(f"needs a Python value ({code.static[k]}): changing it builds another step"
                     if k in code.static else "a knob of your loss"))
         for k, v in code.loss.knobs.items())
     task = () if code.own_model else (config.TASK,)
@@ -570,7 +627,7 @@ def _register(code: UserCode) -> None:
     else:  # the custom demo's metrics, by task
         metrics, main = _CUSTOM.metric_names, config.spec("custom").main_metric
     config.register(config.Spec(name=code.name, params=params, terms=code.terms, main_metric=main,
-                                compare=(next(iter(code.loss.knobs), "lr"), {})))
+                                compare=(next(iter(code.loss.knobs), "lr"), {}), note=code.note))
     demos.register(demos.Demo(
         name=code.name,
         build=code.build,

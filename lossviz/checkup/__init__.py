@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 from .. import catalog, settings as config
 from . import edges, runs
 from .advice import advisor
@@ -60,9 +62,7 @@ def check(demo: str, settings: Mapping[str, Any] | None = None, seed: int = 0, q
         findings += found
         findings += edges.exploding_gradient(at, suggest)
         findings += runs.term_drowned(trainer, live, suggest)
-        if not [h for h in at.heads if h.target]:
-            notes.append(Finding("clean", "info", "No output matches a target's shape: the probes at a perfect or "
-                                 "wrong prediction did not run.", {"outputs": [h.read for h in at.heads]}))
+        notes += _unmatched(at)
     if "short run" in parts:
         say(0.15, f"a short run of {runs.SHORT_STEPS} steps")
         short = runs.short_run(name, settings, seed)
@@ -92,6 +92,27 @@ def check(demo: str, settings: Mapping[str, Any] | None = None, seed: int = 0, q
                                 {"parts": parts}))
     say(1.0, "done")
     return ranked(findings + notes)
+
+
+def _unmatched(at: LossAt) -> list[Finding]:
+    """One line per output no target has the shape of (an embedding, a distance, sparse labels against class
+    scores): the probes at a perfect or wrong prediction skip it."""
+    shapes = {k: _shape(v) for k, v in at.batch.targets.items()}
+    found = []
+    for head in (h for h in at.heads if not h.target):
+        found.append(Finding(
+            "clean", "info", f"Output {head.read} is {_shape(at.out[head.read])} and no target has that shape (the "
+            f"targets: " + ", ".join(f"{k} {v}" for k, v in shapes.items()) + "): the probes at a perfect or wrong "
+            f"prediction (nonfinite-at-edge at the targets, dead-gradient where wrong, exploding-gradient, "
+            f"constant-predictor) skipped it.", {"output": head.read, "shape": _shape(at.out[head.read]),
+                                                 "targets": shapes}))
+    return found
+
+
+def _shape(array) -> str:
+    """``(n, 3)``: an array's shape with its batch axis as n."""
+    rest = tuple(np.shape(array)[1:])
+    return "(" + ", ".join(["n", *map(str, rest)]) + ("," if not rest else "") + ")"
 
 
 def table(findings: list[Finding]) -> str:

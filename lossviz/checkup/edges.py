@@ -21,6 +21,7 @@ WRONG = 20.0  # confidently wrong: p = 2e-9 on the wrong side
 PUSH = 1e-9  # a per-sample gradient below this moves nothing: the edge is not approached
 RAYS = (0.0, 1.0, 10.0, 100.0, 1e3, 1e4)
 DELTAS = (1e-1, 1e-2, 1e-3, 1e-4)
+FAR = 1.0  # the farthest point from a perfect prediction: a bounded gradient 1e3 times larger nearer is enormous
 
 
 @dataclass
@@ -38,8 +39,8 @@ def groups(head: Head, y: np.ndarray | None, n: int) -> list[tuple[str, np.ndarr
     name = head.target.rpartition(":")[2] if head.target else "y"
     if head.target_kind == "binary" and flat.shape[1] == 1:
         found = [(f"{name} = 1", flat[:, 0] > 0.5), (f"{name} = 0", flat[:, 0] <= 0.5)]
-    elif head.target_kind == "distribution":
-        one_hot = np.isclose(flat.max(axis=1), 1.0)
+    elif head.target_kind == "distribution":  # a sample is one-hot when each of its rows of classes is
+        one_hot = np.isclose(y.reshape(len(y), -1, y.shape[-1]).max(axis=-1), 1.0).all(axis=1)
         found = [(f"one-hot {name}", one_hot), (f"spread {name} (no entry is 1)", ~one_hot)]
     else:
         found = [("every target", np.ones(n, bool))]
@@ -51,8 +52,9 @@ def _full(value: float, like: np.ndarray) -> np.ndarray:
 
 
 def _onehot(index: np.ndarray, like: np.ndarray, value: float) -> np.ndarray:
+    """``value`` at each row's class ``index`` (over the last axis: a sample's, a pixel's, a time step's), 0 elsewhere."""
     out = np.zeros(like.shape, np.float32)
-    out[np.arange(len(index)), index] = value
+    np.put_along_axis(out, np.asarray(index)[..., None], np.float32(value), axis=-1)
     return out
 
 
@@ -69,8 +71,8 @@ def edges(head: Head, y: np.ndarray | None, z0: np.ndarray) -> list[Edge]:
         return found
     if head.kind == "softmax":
         if y is None:
-            return [Edge("one-hot (logit +1e4 on class 0)", _onehot(np.zeros(len(z0), int), z0, SATURATED))]
-        right, wrong = np.argmax(y, axis=1), np.argmin(y, axis=1)
+            return [Edge("one-hot (logit +1e4 on class 0)", _onehot(np.zeros(z0.shape[:-1], int), z0, SATURATED))]
+        right, wrong = np.argmax(y, axis=-1), np.argmin(y, axis=-1)
         return [Edge("all mass on the target's class", _onehot(right, z0, SATURATED), _onehot(right, z0, NEAR)),
                 Edge("all mass on a wrong class", _onehot(wrong, z0, SATURATED), _onehot(wrong, z0, NEAR)),
                 Edge("uniform", _full(0.0, z0))]
@@ -99,7 +101,7 @@ def wrong(head: Head, y: np.ndarray | None, z0: np.ndarray) -> Edge | None:
                     np.where(y > 0.5, -WRONG, WRONG).astype(np.float32))
     if head.kind == "softmax" and head.target_kind in ("one-hot", "distribution"):
         return Edge("confidently wrong (all but 2e-9 of the mass on a wrong class)",
-                    _onehot(np.argmin(y, axis=1), z0, WRONG))
+                    _onehot(np.argmin(y, axis=-1), z0, WRONG))
     return None
 
 
@@ -248,26 +250,39 @@ def unbounded(at: LossAt, suggest: Callable) -> tuple[list[Finding], float]:
 
 def exploding_gradient(at: LossAt, suggest: Callable) -> list[Finding]:
     """The gradient approaching a perfect prediction of a real-valued target: exploding when it grows 3x or more
-    at every step 10x closer and passes 1e3."""
+    at every step 10x closer and passes 1e3 (no bound), or when it is 1e3 times or more larger somewhere nearer
+    than at the farthest point, ``FAR`` (bounded, by an epsilon say, but enormous)."""
     for head in at.heads:
         y = _targets(at, head)
         if y is None or (head.target_kind != "real" and head.kind != "linear"):
             continue
         zp = perfect_z(head, y)[0]
         side = np.where(at.z0[head.key] >= zp, 1.0, -1.0).astype(np.float32)
-        norms = []
-        for delta in DELTAS:
+
+        def norm(delta):
             g = at({head.key: zp + np.float32(delta) * side}).grads[head.key]
-            norms.append(float(np.mean(np.linalg.norm(g.reshape(len(g), -1), axis=1))))
+            return float(np.mean(np.linalg.norm(g.reshape(len(g), -1), axis=1)))
+
+        norms, far = [norm(d) for d in DELTAS], norm(FAR)
         growth = [b / a if a > 0 else np.inf for a, b in zip(norms, norms[1:])]
-        blows = not np.isfinite(norms[-1]) or (all(r >= 3 for r in growth[1:]) and norms[-1] >= 1e3)
-        if blows:
-            text, change = suggest("exploding-gradient")
+        evidence = {"output": head.read, "distance": list(DELTAS), "mean_gradient_norm": norms}
+        text, change = suggest("exploding-gradient")
+        if not np.isfinite(norms[-1]) or (all(r >= 3 for r in growth[1:]) and norms[-1] >= 1e3):
             return [Finding(
                 "exploding-gradient", "warning" if np.isfinite(norms[-1]) else "error",
                 f"The gradient through output {head.read} grows without bound near a perfect prediction: "
                 f"{num(norms[0])} at 1e-1 from it, {num(norms[-1])} at 1e-4 (x{num(growth[-1])} per step 10x closer).",
-                {"output": head.read, "distance": list(DELTAS), "mean_gradient_norm": norms}, text, change)]
+                evidence, text, change)]
+        peak = int(np.argmax(norms))
+        factor = norms[peak] / far if far > 0 else np.inf
+        if factor >= 1e3 and norms[peak] > 0:
+            return [Finding(
+                "exploding-gradient", "warning",
+                f"The gradient through output {head.read} is x{num(factor)} larger near a perfect prediction than "
+                f"{FAR:g} from it: {num(norms[peak])} at {DELTAS[peak]:g} from it, against {num(far)}. Finite (bounded), "
+                f"but one step there throws the prediction far away.",
+                {**evidence, "far": FAR, "gradient_far": far, "peak": norms[peak], "at_distance": DELTAS[peak],
+                 "growth": factor}, text, change)]
     return []
 
 

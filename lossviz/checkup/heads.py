@@ -54,21 +54,36 @@ def _symbolic(demo, model) -> dict[str, Any] | None:
     return dict(out) if isinstance(out, Mapping) else None
 
 
+def classes(y: np.ndarray) -> np.ndarray:
+    """A target's values as rows over its last axis (a sample's, a pixel's, a time step's classes); a target of one
+    number a sample as one column."""
+    y = np.asarray(y)
+    return y.reshape(-1, y.shape[-1]) if y.ndim > 1 else y.reshape(-1, 1)
+
+
 def target_kind(y: np.ndarray) -> str:
-    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    y = np.asarray(y, np.float64)
     if not np.isfinite(y).all():
         return "real"
+    rows = classes(y)
     if np.isin(y, (0.0, 1.0)).all():
-        return "one-hot" if y.shape[1] > 1 and np.allclose(y.sum(axis=1), 1.0) else "binary"
-    if y.shape[1] > 1 and (y >= 0).all() and np.allclose(y.sum(axis=1), 1.0, atol=1e-4):
+        return "one-hot" if rows.shape[1] > 1 and np.allclose(rows.sum(axis=1), 1.0) else "binary"
+    if rows.shape[1] > 1 and (y >= 0).all() and np.allclose(rows.sum(axis=1), 1.0, atol=1e-4):
         return "distribution"
     return "real"
 
 
+def _place(key: str, prefix: str) -> str:
+    """Where a flat name sits in its structure: ``y_pred:policy`` -> ``:policy``, ``y_pred1`` -> ``1``."""
+    return key[len(prefix):] if key.startswith(prefix) else key.rpartition(":")[2]
+
+
 def _match(key: str, shape: tuple, targets: Mapping[str, np.ndarray]) -> str | None:
+    """The target of an output: of its shape, and at the same place of the structure (the same dict key or list
+    index) where several have that shape."""
     same = [k for k, v in targets.items() if tuple(v.shape[1:]) == shape]
-    suffix = key.rpartition(":")[2]
-    named = [k for k in same if k.rpartition(":")[2] == suffix]
+    place = _place(key, "y_pred")
+    named = [k for k in same if _place(k, "y") == place or k.rpartition(":")[2] == key.rpartition(":")[2]]
     if named:
         return named[0]
     return same[0] if len(same) == 1 else None

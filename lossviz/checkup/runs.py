@@ -14,7 +14,7 @@ from ..data import Dataset
 from ..training import Trainer
 from .edges import perfect_loss
 from .findings import Finding, num
-from .heads import LossAt
+from .heads import LossAt, classes as classes_of
 
 SHORT_STEPS = 300
 OVERFIT_STEPS = 300
@@ -149,12 +149,12 @@ def constant_findings(trainer: Trainer, suggest: Callable) -> list[Finding]:
     for head in at.heads:
         if not head.target or head.target_kind not in ("binary", "one-hot") or head.kind not in ("sigmoid", "softmax"):
             continue
-        y = batch.targets[head.target].reshape(len(batch), -1)
-        probs = at.out[head.read].reshape(len(batch), -1)
-        if head.kind == "sigmoid" and y.shape[1] == 1:
-            predicted, truth = (probs[:, 0] > 0.5).astype(int), (y[:, 0] > 0.5).astype(int)
-        else:
-            predicted, truth = probs.argmax(axis=1), y.argmax(axis=1)
+        y, probs = batch.targets[head.target], at.out[head.read]
+        if head.kind == "sigmoid":  # each entry a yes/no (a sample's, a label's, a pixel's)
+            predicted, truth = (probs.reshape(-1) > 0.5).astype(int), (y.reshape(-1) > 0.5).astype(int)
+        else:  # each row of classes (a sample's, a pixel's, a time step's)
+            predicted, truth = classes_of(probs).argmax(axis=1), classes_of(y).argmax(axis=1)
+        what = "samples" if len(truth) == len(batch) else "predictions (every entry of every sample)"
         classes = np.unique(truth)
         if len(classes) < 2:
             continue
@@ -179,7 +179,7 @@ def constant_findings(trainer: Trainer, suggest: Callable) -> list[Finding]:
         found.append(Finding(
             "constant-predictor", "warning",
             f"After {trainer.step} steps output {head.read} predicts class {always} for {majority:.0%} of the held-out "
-            f"samples (recall of the other class: {min(recall.values()):.0%}): a constant does as well"
+            f"{what} (recall of the other class: {min(recall.values()):.0%}): a constant does as well"
             + (f"; the loss's best constant p = {num(evidence['best_constant'])} scores {num(best)} against the "
                f"trained {num(trained)}" if head.kind == "sigmoid" else "") + ".",
             evidence, text, change))

@@ -1,0 +1,186 @@
+"""Keras 2's backend functions and what replaces each in Keras 3: the fix a one-line message names.
+
+Keras 2 exposed about 150 functions as ``keras.backend`` (``K.log``, ``K.clip``, ``K.flatten``, ...); most public
+custom-loss code calls them. Keras 3's ``keras.backend`` keeps a handful, and Keras 3's ``tf.keras.backend`` keeps
+most of them (code importing ``tensorflow.keras.backend`` works as it is), so a missing one is raised as an
+``AttributeError`` or ``ImportError`` naming a ``...keras...backend`` module. The names below are those of Keras
+2.15's ``keras.backend`` (the ``tf_keras`` package), with two Keras 1 leftovers (``get_session``, ``tf``).
+"""
+
+from __future__ import annotations
+
+import re
+
+# Keras 2 name -> what to write in Keras 3; each text starts with (or names) a real Keras 3 or TensorFlow object
+EQUIVALENTS: dict[str, str] = {
+    "abs": "keras.ops.abs",
+    "all": "keras.ops.all",
+    "any": "keras.ops.any",
+    "arange": "keras.ops.arange",
+    "argmax": "keras.ops.argmax",
+    "argmin": "keras.ops.argmin",
+    "backend": "keras.backend.backend()",
+    "batch_dot": "keras.ops.einsum (e.g. keras.ops.einsum('bi,bi->b', x, y))",
+    "batch_flatten": "keras.ops.reshape(x, (keras.ops.shape(x)[0], -1))",
+    "batch_get_value": "keras.ops.convert_to_numpy",
+    "batch_normalization": "keras.ops.batch_normalization",
+    "batch_set_value": "keras.Variable.assign",
+    "bias_add": "keras.ops.add",
+    "binary_crossentropy": "keras.losses.binary_crossentropy",
+    "binary_focal_crossentropy": "keras.losses.binary_focal_crossentropy",
+    "cast": "keras.ops.cast",
+    "cast_to_floatx": "keras.ops.cast(x, keras.config.floatx())",
+    "categorical_crossentropy": "keras.losses.categorical_crossentropy",
+    "categorical_focal_crossentropy": "keras.losses.categorical_focal_crossentropy",
+    "clear_session": "keras.utils.clear_session",
+    "clip": "keras.ops.clip",
+    "concatenate": "keras.ops.concatenate",
+    "constant": "keras.ops.convert_to_tensor",
+    "conv1d": "keras.ops.conv",
+    "conv2d": "keras.ops.conv",
+    "conv2d_transpose": "keras.ops.conv_transpose",
+    "conv3d": "keras.ops.conv",
+    "cos": "keras.ops.cos",
+    "count_params": "keras.Model.count_params",
+    "ctc_batch_cost": "keras.losses.ctc",
+    "ctc_decode": "keras.ops.ctc_decode",
+    "ctc_label_dense_to_sparse": "keras.ops.ctc_loss (it takes dense labels)",
+    "cumprod": "keras.ops.cumprod",
+    "cumsum": "keras.ops.cumsum",
+    "depthwise_conv2d": "keras.ops.depthwise_conv",
+    "dot": "keras.ops.matmul",
+    "dropout": "keras.random.dropout",
+    "dtype": "keras.backend.standardize_dtype(x.dtype)",
+    "elu": "keras.ops.elu",
+    "epsilon": "keras.config.epsilon()",
+    "equal": "keras.ops.equal",
+    "eval": "keras.ops.convert_to_numpy",
+    "exp": "keras.ops.exp",
+    "expand_dims": "keras.ops.expand_dims",
+    "eye": "keras.ops.eye",
+    "flatten": "keras.ops.reshape(x, [-1])",
+    "floatx": "keras.config.floatx()",
+    "foldl": "keras.ops.scan",
+    "foldr": "keras.ops.scan(..., reverse=True)",
+    "function": "keras.Model(inputs, outputs)",
+    "gather": "keras.ops.take",
+    "get_session": "keras.ops (tensors are eager in Keras 3: no session)",
+    "get_uid": "keras.backend.get_uid",
+    "get_value": "keras.ops.convert_to_numpy",
+    "gradients": "tensorflow.GradientTape",
+    "greater": "keras.ops.greater",
+    "greater_equal": "keras.ops.greater_equal",
+    "hard_sigmoid": "keras.ops.hard_sigmoid",
+    "image_data_format": "keras.config.image_data_format()",
+    "in_test_phase": "keras.Layer.call's training argument",
+    "in_top_k": "keras.ops.in_top_k",
+    "in_train_phase": "keras.Layer.call's training argument",
+    "int_shape": "x.shape (or keras.ops.shape(x))",
+    "is_keras_tensor": "keras.backend.is_keras_tensor",
+    "is_sparse": "isinstance(x, tensorflow.SparseTensor)",
+    "l2_normalize": "keras.ops.normalize(x, axis=-1)",
+    "learning_phase": "keras.Layer.call's training argument",
+    "learning_phase_scope": "keras.Layer.call's training argument",
+    "less": "keras.ops.less",
+    "less_equal": "keras.ops.less_equal",
+    "local_conv1d": "keras.layers.Conv1D (locally connected layers are gone: weights are shared)",
+    "local_conv2d": "keras.layers.Conv2D (locally connected layers are gone: weights are shared)",
+    "log": "keras.ops.log",
+    "manual_variable_initialization": "keras.Variable (initialised when created)",
+    "map_fn": "keras.ops.map",
+    "max": "keras.ops.max",
+    "maximum": "keras.ops.maximum",
+    "mean": "keras.ops.mean",
+    "min": "keras.ops.min",
+    "minimum": "keras.ops.minimum",
+    "moving_average_update": "keras.Variable.assign(momentum * variable + (1 - momentum) * value)",
+    "name_scope": "keras.name_scope",
+    "ndim": "keras.ops.ndim",
+    "normalize_batch_in_training": "keras.ops.moments, then keras.ops.batch_normalization",
+    "not_equal": "keras.ops.not_equal",
+    "one_hot": "keras.ops.one_hot",
+    "ones": "keras.ops.ones",
+    "ones_like": "keras.ops.ones_like",
+    "permute_dimensions": "keras.ops.transpose",
+    "placeholder": "keras.Input",
+    "pool2d": "keras.ops.max_pool (or keras.ops.average_pool)",
+    "pool3d": "keras.ops.max_pool (or keras.ops.average_pool)",
+    "pow": "keras.ops.power",
+    "print_tensor": "tensorflow.print",
+    "prod": "keras.ops.prod",
+    "random_bernoulli": "keras.random.binomial(shape, counts=1, probabilities=p)",
+    "random_binomial": "keras.random.binomial",
+    "random_normal": "keras.random.normal",
+    "random_normal_variable": "keras.Variable(keras.random.normal(shape))",
+    "random_uniform": "keras.random.uniform",
+    "random_uniform_variable": "keras.Variable(keras.random.uniform(shape))",
+    "relu": "keras.ops.relu",
+    "repeat": "keras.ops.repeat(keras.ops.expand_dims(x, 1), n, axis=1)",
+    "repeat_elements": "keras.ops.repeat",
+    "reset_uids": "keras.utils.clear_session",
+    "reshape": "keras.ops.reshape",
+    "resize_images": "keras.ops.image.resize",
+    "resize_volumes": "keras.ops.repeat (once per spatial axis)",
+    "reverse": "keras.ops.flip",
+    "rnn": "keras.layers.RNN",
+    "round": "keras.ops.round",
+    "separable_conv2d": "keras.ops.separable_conv",
+    "set_epsilon": "keras.config.set_epsilon",
+    "set_floatx": "keras.config.set_floatx",
+    "set_image_data_format": "keras.config.set_image_data_format",
+    "set_learning_phase": "keras.Layer.call's training argument",
+    "set_value": "variable.assign (keras.Variable.assign)",
+    "shape": "keras.ops.shape",
+    "sigmoid": "keras.ops.sigmoid",
+    "sign": "keras.ops.sign",
+    "sin": "keras.ops.sin",
+    "softmax": "keras.ops.softmax",
+    "softplus": "keras.ops.softplus",
+    "softsign": "keras.ops.softsign",
+    "sparse_categorical_crossentropy": "keras.losses.sparse_categorical_crossentropy",
+    "spatial_2d_padding": "keras.ops.pad",
+    "spatial_3d_padding": "keras.ops.pad",
+    "sqrt": "keras.ops.sqrt",
+    "square": "keras.ops.square",
+    "squeeze": "keras.ops.squeeze",
+    "stack": "keras.ops.stack",
+    "std": "keras.ops.std",
+    "stop_gradient": "keras.ops.stop_gradient",
+    "sum": "keras.ops.sum",
+    "switch": "keras.ops.where",
+    "tanh": "keras.ops.tanh",
+    "temporal_padding": "keras.ops.pad",
+    "tf": "tensorflow (import it: import tensorflow as tf)",
+    "tile": "keras.ops.tile",
+    "to_dense": "keras.ops.convert_to_tensor(x, sparse=False)",
+    "transpose": "keras.ops.transpose",
+    "truncated_normal": "keras.random.truncated_normal",
+    "update": "keras.Variable.assign",
+    "update_add": "keras.Variable.assign_add",
+    "update_sub": "keras.Variable.assign_sub",
+    "var": "keras.ops.var",
+    "variable": "keras.Variable",
+    "zeros": "keras.ops.zeros",
+    "zeros_like": "keras.ops.zeros_like",
+}
+
+# the messages of a name a Keras 3 backend module lacks: an attribute, or a name imported from it
+_MISSING = (re.compile(r"module '(?P<module>[\w.]*keras[\w.]*backend)' has no attribute '(?P<name>\w+)'"),
+            re.compile(r"cannot import name '(?P<name>\w+)' from '(?P<module>[\w.]*keras[\w.]*backend)'"))
+
+
+def missing_name(error: BaseException) -> str | None:
+    """The Keras 2 backend function an error says is missing, or None."""
+    if not isinstance(error, (AttributeError, ImportError)):
+        return None
+    for pattern in _MISSING:
+        found = pattern.search(str(error))
+        if found:
+            return found.group("name")
+    return None
+
+
+def hint(name: str) -> str:
+    """``K.<name> is a Keras 2 backend function, gone in Keras 3: use <its equivalent>``."""
+    fix = EQUIVALENTS.get(name, "the keras.ops function of the same meaning (keras.ops)")
+    return f"K.{name} is a Keras 2 backend function, gone in Keras 3: use {fix}"
