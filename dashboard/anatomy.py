@@ -10,6 +10,8 @@ import streamlit as st
 
 from lossviz import charts, gradients, records
 
+from .state import key as widget_key
+
 
 def _probed(current: dict[str, Any]) -> dict[str, Any]:
     """The runs whose records carry the per-term gradient probe."""
@@ -37,7 +39,7 @@ def section(demo: str, current: dict[str, Any]) -> None:
     last = max(job.trainer.step for job in probed.values())
     step = last
     if last > 1:
-        step = st.slider("step", 1, last, last, key=f"{demo}:anatomy:step",
+        step = st.slider("step", 1, last, last, key=widget_key(demo, "anatomy:step"),
                          help="the share heatmaps show the probe's measurement at or before this step")
     for i, (column, (name, job)) in enumerate(zip(st.columns(len(probed)), probed.items())):
         recs = job.records

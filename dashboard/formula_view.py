@@ -8,12 +8,11 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from lossviz import settings as config
-from lossviz import surfaces
+from lossviz.demos import custom
 
 
 def header(settings: dict[str, Any]) -> None:
-    found = config.formula_of(settings)
+    found = custom.formula_of(settings)
     st.latex(r"\ell = " + found.latex())
     for warning in _warnings(tuple(sorted(settings.items()))):
         st.warning(warning)
@@ -27,12 +26,12 @@ def header(settings: dict[str, Any]) -> None:
 def _warnings(settings_items: tuple) -> list[str]:
     """What makes a valid formula useless for training, said before any run."""
     settings = dict(settings_items)
-    found = config.formula_of(settings)
+    found = custom.formula_of(settings)
     prediction = {"binary": ("p", "z"), "regression": ("yhat", "r")}[found.task]
     if not any(name in found.inputs for name in prediction):
         return [f"The loss does not depend on the prediction ({' or '.join(prediction)}): its gradient is 0, "
                 "so training cannot change the model."]
-    found_curves = surfaces.curves("custom", settings)
+    found_curves = custom.loss_curves(settings)
     values = np.concatenate([c.y for c in found_curves])
     slopes = np.concatenate([c.dy for c in found_curves])
     if not np.isfinite(values).any():

@@ -8,22 +8,20 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from lossviz import charts, links, nansource, records, training, usercode
+from lossviz import charts, links, records, training
 from lossviz.jobs import TrainingJob
 from lossviz import settings as config
 
 from . import anatomy, controls, landscape, pacing
-from .common import fmt, jobs, smoothing_slider
+from .common import fmt, smoothing_slider
+from .state import Meta, jobs, key, page
 
 TABLE_ROWS = 200
 
 
-def _meta(demo: str) -> dict[str, Any]:
-    return st.session_state.get(f"{demo}:meta", {})
-
-
 def labels(demo: str) -> dict[str, str]:
-    return _meta(demo).get("labels", {})
+    meta = page(demo).meta
+    return meta.labels if meta is not None else {}
 
 
 def start(demo: str, runs: dict[str, dict[str, Any]], steps: int | None, seed: int, stop_nan: bool,
@@ -32,22 +30,20 @@ def start(demo: str, runs: dict[str, dict[str, Any]], steps: int | None, seed: i
     with the schedule loaded from a scenario or an address."""
     for job in jobs(demo).values():
         job.stop()
-    schedule = st.session_state.get(f"{demo}:schedule", {})
+    here = page(demo)
     new = {}
     for name, settings in runs.items():
         job = TrainingJob(demo, settings, steps, seed=seed, stop_on_nonfinite=stop_nan, start=False)
-        for step, key, value in schedule.get(name, []):
+        for step, knob, value in here.schedule.get(name, []):
             try:
-                job.trainer.at(step, **{key: value})
+                job.trainer.at(step, **{knob: value})
             except config.SettingError as e:
-                st.warning(f"run {name}: the scheduled change {step}:{key}={value} is skipped: {e}")
+                st.warning(f"run {name}: the scheduled change {step}:{knob}={value} is skipped: {e}")
         new[name] = job
     st.session_state.setdefault("jobs", {})[demo] = new
-    st.session_state[f"{demo}:meta"] = {
-        "runs": runs, "seed": seed, "compare_key": compare_key,
-        "labels": {name: controls.label(demo, name, s, runs["A"] if name == "B" else None) for name, s in runs.items()}}
-    st.session_state.pop(f"{demo}:landscape", None)
-    st.session_state.pop(f"{demo}:scenario", None)
+    here.meta = Meta(runs, seed, compare_key, {name: controls.label(demo, name, s, runs["A"] if name == "B" else None)
+                                              for name, s in runs.items()})
+    here.landscape = here.shown = None
     return new
 
 
@@ -64,9 +60,8 @@ def _mismatch(demo: str, runs: dict[str, dict[str, Any]], seed: int) -> list[str
         if job.trainer.seed != seed:
             found.append(f"seed {job.trainer.seed} -> {seed}")
         for p in config.params(demo, job.trainer.settings):
-            old, new = job.trainer.settings[p.key], want[p.key]
-            shaping = p.structural or p.shapes_data or (p.kind == "alpha" and (isinstance(old, str) or isinstance(new, str)))
-            if shaping and old != new:
+            old, new = job.trainer.settings.get(p.key), want.get(p.key)
+            if p.effect != "live" and old != new:
                 found.append(f"{name}: {p.key} {config.format_value(old)} -> {config.format_value(new)}")
     return list(dict.fromkeys(found))
 
@@ -78,16 +73,16 @@ def transport(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any]
     can_go = any(job.can_continue for job in current.values())
     buttons = st.columns(6)
     pressed = {
-        "train": buttons[0].button("Train", type="primary", disabled=bool(errors), key=f"{demo}:train",
+        "train": buttons[0].button("Train", type="primary", disabled=bool(errors), key=key(demo, "train"),
                                    help=f"new weights from the seed, then {choice['steps']} steps"),
-        "play": buttons[1].button("Play", disabled=bool(errors) or running, key=f"{demo}:play",
+        "play": buttons[1].button("Play", disabled=bool(errors) or running, key=key(demo, "play"),
                                   help="train until Pause; knobs moved meanwhile act from the next chunk"),
-        "pause": buttons[2].button("Pause", disabled=not running, key=f"{demo}:pause"),
-        "step": buttons[3].button("Step", disabled=bool(errors) or running, key=f"{demo}:step",
+        "pause": buttons[2].button("Pause", disabled=not running, key=key(demo, "pause")),
+        "step": buttons[3].button("Step", disabled=bool(errors) or running, key=key(demo, "step"),
                                   help=f"train one chunk ({training.DEFAULT_CHUNK} steps), then pause"),
-        "reset": buttons[4].button("Reset", disabled=not current, key=f"{demo}:reset",
+        "reset": buttons[4].button("Reset", disabled=not current, key=key(demo, "reset"),
                                    help="stop, clear the history; the next run starts from new weights"),
-        "stop": buttons[5].button("Stop", disabled=not running, key=f"{demo}:stop"),
+        "stop": buttons[5].button("Stop", disabled=not running, key=key(demo, "stop")),
     }
     action = next((name for name, hit in pressed.items() if hit), None)
     if action is None:
@@ -115,8 +110,8 @@ def transport(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any]
         for job in current.values():
             job.stop()
         st.session_state.setdefault("jobs", {})[demo] = {}
-        for key in ("meta", "landscape", "scenario"):
-            st.session_state.pop(f"{demo}:{key}", None)
+        here = page(demo)
+        here.meta = here.landscape = here.shown = None
     st.rerun()
 
 
@@ -141,25 +136,25 @@ def section(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any], 
         if extra_view is not None and any(len(job.records) for job in current.values()):
             extra_view(shown)
         anatomy.section(demo, shown)
-        landscape.section(demo, shown, _meta(demo))
+        landscape.section(demo, shown, page(demo).meta)
         _tables(demo)
 
 
 def _schedule_note(demo: str) -> None:
-    schedule = st.session_state.get(f"{demo}:schedule", {})
-    if not any(schedule.values()):
+    here = page(demo)
+    if not any(here.schedule.values()):
         return
     words = "; ".join(f"run {name}: " + ", ".join(f"step {s}: {k} -> {fmt(v)}" for s, k, v in changes)
-                      for name, changes in schedule.items() if changes)
+                      for name, changes in here.schedule.items() if changes)
     left, right = st.columns([5, 1])
     left.caption(f"Scheduled knob changes for the next Train or Play: {words}")
-    if right.button("Clear schedule", key=f"{demo}:clear_schedule"):
-        st.session_state[f"{demo}:schedule"] = {}
+    if right.button("Clear schedule", key=key(demo, "clear_schedule")):
+        here.schedule = {}
         st.rerun()
 
 
 def _live(demo: str, running: bool) -> None:
-    pace = pacing.of_page(demo)
+    pace = page(demo).pace
     pace.asked = None  # a full run of the page declares the fragment again: the browser's timer restarts
 
     @st.fragment(run_every=pace.interval if running else None)
@@ -167,25 +162,25 @@ def _live(demo: str, running: bool) -> None:
         current = jobs(demo)
         draw = pacing.start(pace, running)
         names = labels(demo)
-        scenario = st.session_state.get(f"{demo}:scenario")
-        if scenario is not None:
-            st.info(f"**Scenario: {scenario.title}.** {scenario.text}")
+        shown = page(demo).shown
+        if shown is not None:
+            st.info(f"**Scenario: {shown.title}.** {shown.text}")
         for name, job in current.items():
             job.watched()  # a Play run nobody draws pauses itself
             _status(names.get(name, name), job)
         _nan_panel(demo, current)
         if draw:
-            _charts(current, names, st.session_state.get(f"{demo}:log_y", False),
-                    st.session_state.get(f"{demo}:smoothing", 0.0))
+            _charts(current, names, st.session_state.get(key(demo, "log_y"), False),
+                    st.session_state.get(key(demo, "smoothing"), 0.0))
         pacing.done(pace, running)
         if running and not any(job.running for job in current.values()):
             st.rerun()  # the runs paused or ended: redraw the whole page once, with the final views
 
     live()
     left, right = st.columns([1, 2])
-    left.checkbox("log scale for the loss", key=f"{demo}:log_y")
+    left.checkbox("log scale for the loss", key=key(demo, "log_y"))
     with right:
-        smoothing_slider(f"{demo}:smoothing")
+        smoothing_slider(key(demo, "smoothing"))
 
 
 def _charts(current: dict[str, TrainingJob], names: dict[str, str], log_y: bool, smoothing: float = 0.0) -> None:
@@ -232,26 +227,12 @@ def _nan_panel(demo: str, current: dict[str, TrainingJob]) -> None:
         if where is None:
             continue
         bad = int((records.column(recs, "nonfinite") > 0).sum())
-        cause = records.likely_cause(demo, job.trainer.initial_settings, recs)
-        inside = _diagnosis(job, demo)
-        where_born = "In the formula" if demo == "custom" else "Where it was born"
+        demo_of = job.trainer.demo
+        cause = records.likely_cause(job.trainer.initial_settings, recs, demo_of.cause)
+        inside = job.trainer.diagnosis() if demo_of.diagnose is not None else None
+        words = demo_of.page.diagnosis if demo_of.page is not None else "Where it was born"
         st.error(f"**{names.get(name, name)}** - first NaN/inf at {where}; {bad} of {len(recs)} steps non-finite.  \n"
-                 + (f"{where_born}: **{inside}**.  \n" if inside else "") + f"Most likely cause: {cause}")
-
-
-def _diagnosis(job: TrainingJob, demo: str) -> str | None:
-    """For a formula, its first non-finite sub-expression; for a file of your own code, the first operation that
-    produced the NaN and its line in the file. A replay of the run, computed once per run."""
-    if demo != "custom" and not usercode.is_file(demo):
-        return None
-    cache = st.session_state.setdefault("nan_diagnosis", {})
-    if id(job) not in cache:
-        try:
-            cache[id(job)] = (training.formula_diagnosis(job.trainer) if demo == "custom"
-                              else nansource.nan_source(job.trainer))
-        except Exception as e:  # noqa: BLE001  (a replay that fails must not take the page down)
-            cache[id(job)] = f"the replay failed ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
-    return cache[id(job)]
+                 + (f"{words}: **{inside}**.  \n" if inside else "") + f"Most likely cause: {cause}")
 
 
 def run_state(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any]) -> links.RunState | None:
@@ -263,14 +244,15 @@ def run_state(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any]
         state = links.RunState(_initial(a), a.trainer.seed, a.steps or a.trainer.step,
                                schedule=_changes(a))
         b = current.get("B")
-        key = _meta(demo).get("compare_key")
-        if b is not None and key is not None and len(b.records):
-            state.compare = (key, _initial(b)[key])
-            state.schedule_b = [c for c in _changes(b) if c[1] == key]
+        meta = page(demo).meta
+        compared = meta.compare_key if meta is not None else None
+        if b is not None and compared is not None and len(b.records):
+            state.compare = (compared, config.typed(demo, _initial(b), compared))
+            state.schedule_b = [c for c in _changes(b) if c[1] == compared]
         return state
     if "A" not in runs:
         return None
-    schedule = st.session_state.get(f"{demo}:schedule", {})
+    schedule = page(demo).schedule
     state = links.RunState(runs["A"], choice["seed"], max(choice["steps"], 1), schedule=list(schedule.get("A", [])))
     if choice["other"] and "B" in runs:
         state.compare = (choice["other"][0], runs["B"][choice["other"][0]])
@@ -278,7 +260,7 @@ def run_state(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any]
 
 
 def _initial(job: TrainingJob) -> dict[str, Any]:
-    return {**job.trainer.initial_settings, **records.knobs_of(job.records[0])}
+    return config.Settings(job.trainer.demo.name, {**job.trainer.initial_settings, **records.knobs_of(job.records[0])})
 
 
 def _changes(job: TrainingJob) -> list[tuple[int, str, Any]]:
@@ -296,24 +278,6 @@ def _tables(demo: str) -> None:
         st.markdown(f"**{shown}** - {job.trainer.step} steps, final loss {fmt(recs[-1]['loss'])}")
         st.code(config.cli_command(demo, _initial(job), job.trainer.step, job.trainer.seed, changes=_changes(job)),
                 language="bash")
-        st.download_button(f"Download {name} as CSV", _csv(job), file_name=f"lossviz-{demo}-{name}.csv",
-                           mime="text/csv", key=f"{demo}:download:{name}")
-        st.dataframe(charts.display(recs[-TABLE_ROWS:]), height=240, key=f"{demo}:table:{name}")
-
-
-def _csv(job: TrainingJob) -> str:
-    """The run's CSV, built once per state of the run (a paused page reruns often)."""
-    cache = st.session_state.setdefault("csv_cache", {})
-    step, text = cache.get(id(job), (None, ""))
-    if step != job.trainer.step:
-        text = records.to_csv(job.records)
-        cache[id(job)] = (job.trainer.step, text)
-    return text
-
-
-def prediction_views(jobs: dict[str, Any], title: str, figure: Callable[[Any, dict], Any]) -> None:
-    """One column per run: ``figure(trainer, outputs)`` of the model's outputs on the run's whole data."""
-    st.subheader(title)
-    for i, (column, (name, job)) in enumerate(zip(st.columns(len(jobs)), jobs.items())):
-        column.markdown(f"**{name}**")
-        column.plotly_chart(figure(job.trainer, job.trainer.predict()), key=f"prediction_view_{i}")
+        st.download_button(f"Download {name} as CSV", recs.csv(), file_name=f"lossviz-{demo}-{name}.csv",
+                           mime="text/csv", key=key(demo, f"download:{name}"))
+        st.dataframe(charts.display(recs[-TABLE_ROWS:]), height=240, key=key(demo, f"table:{name}"))

@@ -16,26 +16,28 @@ from pathlib import Path
 
 import streamlit as st
 
-from lossviz.settings import file_label, is_file  # plain Python: no TensorFlow
+from lossviz import demos  # plain Python: the declarations import no TensorFlow
+from lossviz.settings import file_label, is_file
 
-def _root() -> Path:
-    """The folder of app.py and pages/: the checkout's top level, or the installed package ``lossviz_app``."""
-    here = Path(__file__).resolve().parents[1]
-    return here if (here / "app.py").exists() else here / "lossviz_app"
+from .paths import ROOT
+
+HOME = ("pages/home.py", "Home", ":material/home:", "")
+RUNS = ("pages/6_Runs.py", "Runs (CSV files)", ":material/folder_open:", "Runs")
 
 
-ROOT = _root()
-# the dashboard's pages: (file, title in the navigation, icon, address); the first is the home page
-PAGES = (
-    ("pages/home.py", "Home", ":material/home:", ""),
-    ("pages/1_Policy_value.py", "Policy / value (AlphaGo Zero)", ":material/grid_on:", "Policy_value"),
-    ("pages/2_Two_branch.py", "Two branches, weighted", ":material/call_split:", "Two_branch"),
-    ("pages/3_Sparse_penalty.py", "Sparse-penalty BCE", ":material/scatter_plot:", "Sparse_penalty"),
-    ("pages/4_Max_MSE.py", "Maximised MSE", ":material/trending_up:", "Max_MSE"),
-    ("pages/5_Your_loss.py", "Your loss (a formula)", ":material/functions:", "Your_loss"),
-    ("pages/6_Runs.py", "Runs (CSV files)", ":material/folder_open:", "Runs"),
-)
-WARMED = ("policy-value", "two-branch", "sparse-penalty", "max-mse", "custom")  # their default structures
+def _pages() -> tuple[tuple[str, str, str, str], ...]:
+    """The dashboard's pages: (file, title in the navigation, icon, address); the home page, every demo that declares
+    a page file (``Demo.page``), and the Runs page."""
+    found = [HOME]
+    for name in demos.names():
+        page = demos.DEMOS[name].page
+        if page is not None and page.file:
+            found.append((page.file, page.nav_title or page.title, page.icon, page.address))
+    return (*found, RUNS)
+
+
+PAGES = _pages()
+WARMED = tuple(name for name in demos.names() if demos.DEMOS[name].warm)  # their default structures
 
 _inside = threading.local()  # set while the titled navigation runs a page, in that script thread
 _warming: threading.Thread | None = None

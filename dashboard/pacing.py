@@ -63,10 +63,6 @@ class Pace:
         return text
 
 
-def of_page(demo: str) -> Pace:
-    return st.session_state.setdefault(f"{demo}:pace", Pace())
-
-
 def start(pace: Pace, live: bool) -> bool:
     """At the start of a redraw: measure, move the interval (telling the browser when it changed, if ``live``);
     return whether to draw the charts."""

@@ -1,16 +1,18 @@
-"""A demo page: title and formula, the sidebar, scenarios, the loss over its input, the live section and
-the stability map; the state of the page is kept in the address."""
+"""A demo page: title and texts, the sidebar, scenarios, the loss over its input, the live section and the
+stability map; the state of the page is kept in the address. Everything the page draws of a demo comes from its
+declaration (``lossviz.demos.Demo``): the built-in families, the formula and a file of your own code alike."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import streamlit as st
 
-from . import checkup, controls, formula_view, live, scenarios, sessions, stability
+from . import checkup, controls, formula_view, live, scenarios, sessions, stability, views
 from lossviz import catalog, usercode
 
 from .common import analytic_figure, family as family_of, jobs, surface_figure
+from .state import page
+
+HEADERS = {"formula": formula_view.header}  # the sections a demo's page may draw above its scenarios
 
 
 def code_page(name: str) -> None:
@@ -25,29 +27,32 @@ def code_page(name: str) -> None:
     demo_page(name)
 
 
-def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> None:
+def demo_page(demo: str) -> None:
     sessions.watch()  # this session's runs stop once its browser is gone
     family = family_of(demo)
     st.title(family["title"])
     st.markdown(family["problem"])
-    if family.get("note"):  # what of a file's loss is not a knob, and why
+    if family["note"]:  # what of a file's loss is not a knob, and why
         st.info(family["note"])
     if family["latex"]:
         st.latex(family["latex"])
     controls.read_query(demo)
-    warning = st.session_state.pop(f"{demo}:query_warning", None)
+    here = page(demo)
+    warning, here.query_warning = here.query_warning, None
     if warning:
         st.warning(f"The address holds settings lossviz cannot use ({warning}); showing the defaults.")
-    if st.session_state.pop(f"{demo}:query_loaded", False):
+    loaded, here.query_loaded = here.query_loaded, False
+    if loaded:
         st.info("Loaded the run in the address into the sidebar: press Train to reproduce it.")
     choice = controls.sidebar(demo)
     runs, errors = controls.validate(demo, choice)
     for message in errors:
         st.error(message)
-    if demo == "custom" and "A" in runs:
-        formula_view.header(runs["A"])
+    header = HEADERS.get(family["header"])
+    if header is not None and "A" in runs:
+        header(runs["A"])
     scenarios.section(demo)
-    scenarios.autostart(demo, lambda: _start_scenario(demo, runs, choice, errors))
+    scenarios.autostart(demo, lambda: _start(demo, runs, choice, errors))
 
     if "A" in runs:
         items = tuple(sorted(runs["A"].items()))
@@ -60,13 +65,13 @@ def demo_page(demo: str, extra_view: Callable[[Any], None] | None = None) -> Non
                     st.plotly_chart(figure, key="surface")
 
     checkup.section(demo, runs.get("A") if not errors else None, choice["seed"], choice["steps"] or 300)
-    live.section(demo, runs, choice, errors, extra_view)
+    live.section(demo, runs, choice, errors, views.extra_view(demo))
     stability.section(demo, runs.get("A"), choice["seed"])
     if not errors:
         controls.write_query(demo, live.run_state(demo, runs, choice))
 
 
-def _start_scenario(demo: str, runs, choice, errors) -> bool:
+def _start(demo: str, runs, choice, errors) -> bool:
     if errors:
         return False
     for job in live.start(demo, runs, choice["steps"], choice["seed"], choice["stop_nan"], None).values():

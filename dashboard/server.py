@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.request
 
-from .navigation import ROOT
+from .paths import ROOT
 
 CHROMIUM = os.environ.get("LOSSVIZ_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from . import gradients
 from .records import MARKED_CHANGES, frame, knob_changes
-from .surfaces import Curve, Surface
+from .curves import Curve, Surface
 
 Records = Sequence[dict[str, Any]]
 Runs = Mapping[str, Records]

@@ -210,15 +210,11 @@ def _train(args) -> int:
         where = rec.describe_first_nonfinite(trainer.records)
         print(f"{trainer.step} steps, final loss {trainer.records[-1]['loss']:.6g}; "
               f"first non-finite: {where or 'none'}", file=sys.stderr)
-        if where and args.demo == "custom":
-            from .training import formula_diagnosis
+        if where and trainer.demo.diagnose is not None:  # the demo's own words for it (a replay)
+            from .training import diagnosis
 
-            print(f"in the formula: {formula_diagnosis(trainer) or 'no single sub-expression (see the gradient)'}",
-                  file=sys.stderr)
-        elif where and config.is_file(args.demo):
-            from .nansource import nan_source
-
-            print(f"where it was born: {nan_source(trainer) or 'not found by the replay'}", file=sys.stderr)
+            words = trainer.demo.page.diagnosis.lower() if trainer.demo.page else "where it was born"
+            print(f"{words}: {diagnosis(trainer) or 'not found by the replay (see the gradient)'}", file=sys.stderr)
     return 0
 
 

@@ -21,6 +21,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from . import demos
+
 
 def pairs(terms: Sequence[str]) -> list[tuple[str, str]]:
     return list(itertools.combinations(terms, 2))
@@ -234,9 +236,9 @@ def describe(table, demo: str | None = None) -> list[str]:
         if finite.mean() < -0.8:
             words.append(f"{a} and {b} nearly cancel: training sits where their pulls balance, and a weight on "
                          f"one of them (a penalty, alpha) moves that balance point.")
-    if demo == "sparse-penalty" and "negatives" in terms:
-        j = terms.index("negatives")
+    drowning = demos.DEMOS[demo].drowning if demo in demos.DEMOS else None  # the demo's own words for it
+    if drowning is not None and drowning[0] in terms:
+        j = terms.index(drowning[0])
         if np.all(lead == j) and np.nanmin(mean[:, j]) > 0.9:
-            words.append("The negatives drown the positives: the positives' penalty is too small for this "
-                         "positive rate (about (1 - rate) / rate balances them).")
+            words.append(drowning[1])
     return words

@@ -50,7 +50,8 @@ class TrainingJob:
         self.paused = not start
         self.pause_reason: str | None = None  # UNWATCHED when it paused itself
         self.unwatched_seconds = UNWATCHED_SECONDS
-        self._watched = time.monotonic()
+        self.clock = time.monotonic  # what "nobody has watched for a while" is measured with (tests give their own)
+        self._watched = self.clock()
         self._stop = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -64,7 +65,7 @@ class TrainingJob:
         self._stop.clear()
         self.paused = False
         self.pause_reason = None
-        self._watched = time.monotonic()
+        self._watched = self.clock()
         left = None if until is None else until - self.trainer.step
         if left is not None and left < 1:
             self.paused = pause_after
@@ -159,11 +160,11 @@ class TrainingJob:
 
     def watched(self) -> None:
         """A page has just drawn this run (a Play run nobody draws pauses itself, see ``unwatched_seconds``)."""
-        self._watched = time.monotonic()
+        self._watched = self.clock()
 
     @property
     def unwatched(self) -> bool:
-        return time.monotonic() - self._watched > self.unwatched_seconds
+        return self.clock() - self._watched > self.unwatched_seconds
 
     # -- state ----------------------------------------------------------------------------------------
 

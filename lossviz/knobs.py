@@ -1,6 +1,10 @@
-"""A knob of a run: its key, default, allowed values and check, in plain Python (no TensorFlow, no other module of
-lossviz). ``settings`` keeps the keys every run has; each demo (a built-in one, the formula, a file of your own
-code) declares its own knobs as :class:`Param` values.
+"""A knob of a run: its key, default, allowed values, check, slider and effect, in plain Python (no TensorFlow, no
+other module of lossviz). Each demo (a built-in family, the formula, a file of your own code) declares its own knobs
+as :class:`Param` values; :func:`common` gives the keys every run has.
+
+A knob's *effect* is declared once, here, and read everywhere: ``"graph"`` (it shapes the compiled step: a variant,
+an optimizer, a mode), ``"data"`` (the run's data are drawn with it) or ``"live"`` (a number fed to the compiled
+step, which may change between chunks of a run).
 """
 
 from __future__ import annotations
@@ -15,10 +19,23 @@ class SettingError(ValueError):
 
 
 @dataclass(frozen=True)
+class Slider:
+    """How a page draws a numeric knob: ``log`` over decades ``low`` to ``high`` (mirrored to negative values when the
+    knob allows them), or ``linear`` from ``low`` to ``high`` in steps of ``step``. Without one, a page derives a
+    slider from the default."""
+
+    scale: str  # "log" | "linear"
+    low: float
+    high: float
+    step: float = 0.0
+    off_at_zero: bool = False  # 0 means "off" (clipping)
+
+
+@dataclass(frozen=True)
 class Param:
     key: str
     default: Any
-    kind: str  # "float", "int", "choice", "alpha", "formula"
+    kind: str  # "float", "int", "choice", "formula"
     allowed: str  # words for the error message and the UI help
     check: Callable[[Any], bool] = lambda v: True
     choices: tuple[str, ...] = ()
@@ -28,10 +45,28 @@ class Param:
     shapes_data: bool = False  # the run's data are drawn with it (positive_rate): fixed for a run
     accepts: Callable[[str], bool] | None = None  # a choice that also takes values outside ``choices``
     when: Callable[[Mapping[str, Any]], bool] = lambda settings: True  # a knob of the run only when this holds
+    slider: Slider | None = None
+    graph_part: Callable[[Any], Any] | None = None  # what of a graph-shaping value shapes the graph (default: all)
+    alias: Callable[[Any], tuple[str, Any] | None] | None = None  # a value that sets another key (alpha=trainable)
+    implies: tuple[tuple[str, Any], ...] = ()  # set with it (a number for alpha means alpha_mode=fixed)
+    widget: str = ""  # the name of its widget on a page, when not its key (alpha_mode's is "alpha:mode")
 
     @property
     def numeric(self) -> bool:
-        return self.kind in ("float", "int", "alpha")
+        return self.kind in ("float", "int")
+
+    @property
+    def effect(self) -> str:
+        """``graph``, ``data`` or ``live``: whether a change can reach a run in progress, and why not."""
+        if self.structural:
+            return "graph"
+        if self.shapes_data:
+            return "data"
+        return "live"
+
+    def shaping(self, value) -> Any:
+        """The part of a value that shapes the compiled graph (a step's cache key)."""
+        return self.graph_part(value) if self.graph_part is not None else value
 
     def parse(self, raw) -> Any:
         """A typed, checked value from a string (CLI) or a Python value (pages, API)."""
@@ -42,11 +77,6 @@ class Param:
             if self.kind == "choice":
                 value = str(raw).strip()
                 ok = value in self.choices or (self.accepts is not None and self.accepts(value))
-            elif self.kind == "alpha":
-                if isinstance(raw, str) and raw in self.choices:
-                    return raw
-                value = float(raw)
-                ok = math.isfinite(value) and 0.0 <= value <= 1.0
             elif self.kind == "int":
                 if isinstance(raw, float) and not raw.is_integer():
                     raise ValueError
@@ -60,3 +90,58 @@ class Param:
         if not ok:
             raise SettingError(f"{self.key}={raw!s} is not allowed: {self.key} must be {self.allowed}")
         return value
+
+
+def _decades(low: int, high: int, off_at_zero: bool = False) -> Slider:
+    return Slider("log", low, high, off_at_zero=off_at_zero)
+
+
+def common(lr: float, batch_size: int = 32) -> list[Param]:
+    """The keys every run has (``COMMON_KEYS``), with a demo's default learning rate."""
+    return [
+        Param("lr", lr, "float", "a finite number (negative means gradient ascent)", log_scale=True,
+              help="learning rate", slider=_decades(-5, 0)),
+        Param("optimizer", "adam", "choice", "one of adam, sgd, rmsprop", choices=("adam", "sgd", "rmsprop"),
+              structural=True),
+        Param("batch_size", batch_size, "int", "an integer from 1 to 4096", lambda v: 1 <= v <= 4096),
+        Param("clipnorm", 0.0, "float", "a number >= 0 (0 = off)", lambda v: v >= 0,
+              help="clip each gradient tensor to this norm, as Keras' clipnorm", slider=_decades(-3, 2, True)),
+        Param("clipvalue", 0.0, "float", "a number >= 0 (0 = off)", lambda v: v >= 0,
+              help="clip each gradient element to [-clipvalue, clipvalue]", slider=_decades(-3, 2, True)),
+    ]
+
+
+def term_period(value: str) -> int:
+    """Steps between two measurements of the per-term gradient probe: ``off`` 0, ``every`` 1, ``every-k`` k."""
+    if value == "off":
+        return 0
+    if value == "every":
+        return 1
+    head, _, k = value.partition("-")
+    if head != "every" or not k.isdigit() or not 2 <= int(k) <= 100_000:
+        raise ValueError(value)
+    return int(k)
+
+
+def _is_period(value: str) -> bool:
+    try:
+        return term_period(value) > 0
+    except ValueError:
+        return False
+
+
+TERM_GRADS_DEFAULT = "every-10"
+# one backward pass per loss term: measured on the steps it names (see benchmarks/train_step.py); k reaches the
+# step as a number, so only off / every / every-k shape the graph
+TERM_GRADS = Param("term_grads", TERM_GRADS_DEFAULT, "choice", "off, every or every-k with k an integer >= 2",
+                   choices=("every-10", "every", "every-50", "off"), accepts=_is_period, structural=True,
+                   graph_part=lambda v: {0: "off", 1: "every"}.get(term_period(v), "every-k"),
+                   help="each loss term's gradient (norm per layer, cosine between terms): at every step, "
+                        "every k-th step (and step 1), or off")
+
+TASK = Param("task", "binary", "choice", "one of binary, regression", choices=("binary", "regression"),
+             structural=True, help="binary: y, p and z = logit of p (the sparse-event data and net); "
+                                   "regression: y, yhat and r = yhat - y (the max-mse data and net)")
+
+TRAINING_KEYS = ("lr", "optimizer", "batch_size", "clipnorm", "clipvalue", "term_grads")
+COMMON_KEYS = tuple(p.key for p in common(lr=1e-3)) + ("term_grads", "task")  # no knob of a file may take these

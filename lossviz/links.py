@@ -43,9 +43,7 @@ class RunState:
 
 def to_query(demo: str, state: RunState) -> dict[str, list[str]]:
     """The query of a state: settings that differ from the defaults, then the special keys."""
-    defaults = config.defaults(demo, state.settings)
-    query = {k: [config.format_value(v)] for k, v in state.settings.items()
-             if v != defaults[k] or k in ("task", "loss")}
+    query = {k: [config.format_value(v)] for k, v in config.written(demo, state.settings)}
     query["seed"], query["steps"] = [str(state.seed)], [str(state.steps)]
     if state.compare is not None:
         query["compare"] = [f"{state.compare[0]}:{config.format_value(state.compare[1])}"]
@@ -78,7 +76,7 @@ def from_query(demo: str, query: Mapping[str, Sequence[str]]) -> RunState:
         key, sep, raw = one["compare"].partition(":")
         if not sep:
             raise config.SettingError(f"compare takes KEY:VALUE, got {one['compare'][:40]!r}")
-        compare = (key, config.resolve(demo, {**settings, key: raw})[key])
+        compare = (key, config.typed(demo, config.resolve(demo, {**settings, key: raw}), key))
     state = RunState(settings, seed, steps, compare)
     state.schedule = config.schedule(demo, settings, query.get("at", ()), steps)
     if compare is not None:

@@ -18,7 +18,8 @@ import tensorflow as tf
 
 from . import records
 
-_MACHINERY = {"step.py", "nansource.py", "training.py"}  # lossviz's own frames that only call the loss
+_MACHINERY = {"step.py", "nansource.py", "training.py", "usercode.py", "lossforms.py"}  # lossviz's own frames
+# that only call the loss
 # graph op type -> the names a line of code calls it by (the first is the word used when no call is found)
 _CALLED = {"Log": ("log",), "Log1p": ("log1p",), "Pow": ("power", "pow", "**"), "RealDiv": ("divide", "/"),
            "Div": ("divide", "/"), "DivNoNan": ("divide_no_nan",), "Sqrt": ("sqrt",), "Rsqrt": ("rsqrt",),
@@ -29,13 +30,26 @@ _CALLED = {"Log": ("log",), "Log1p": ("log1p",), "Pow": ("power", "pow", "**"), 
 _VALUES = {"NaN": "nan", "+Inf": "inf", "-Inf": "-inf", "Inf": "inf"}
 
 
-def nan_source(trainer) -> str | None:
-    """For a run whose first non-finite value is in the loss or a gradient: the first operation of that step that
-    produced it and the code line that created it; None for a finite run. A run whose loss and gradients stayed
-    finite, its update overflowing the weights, gets that in words."""
-    from .training import replay
+def replay(trainer, step: int):
+    """A new run with ``trainer``'s seed, settings and knob changes, trained up to the step before ``step`` with the
+    changes of ``step`` applied: its ``next_batch()`` is the batch of ``step`` (records are deterministic, so this
+    is the very step). The run is of the trainer's own class."""
+    again = type(trainer)(trainer.demo.name, {**trainer.initial_settings, **records.knobs_of(trainer.records[0])},
+                          trainer.seed)
+    for at, key, _, value in records.knob_changes(trainer.records):
+        if at <= step:
+            again.at(at, **{key: value})
+    if step > 1:
+        again.advance(step - 1)
+    again._apply_due()
+    return again
 
-    first = records.first_nonfinite(trainer.records)
+
+def nan_source(trainer, first: dict | None = None) -> str | None:
+    """For a run whose first non-finite value (``first``, its record) is in the loss or a gradient: the first
+    operation of that step that produced it and the code line that created it; None for a finite run. A run whose
+    loss and gradients stayed finite, its update overflowing the weights, gets that in words."""
+    first = first or records.first_nonfinite(trainer.records)
     if first is None:
         return None
     if first["nonfinite_in"] == "weight":

@@ -8,7 +8,10 @@ import io
 from typing import Any, Callable, Iterable, Sequence, TextIO
 
 import numpy as np
-import pandas as pd
+
+from . import lazy
+
+pd = lazy.module("pandas")  # on first use: the navigation imports this module's users and draws at once
 
 MARKED_CHANGES = 20  # the latest knob changes a chart marks (a redraw stays cheap)
 MAX_ROWS = 100_000  # a run's log holds at most this many records (about 20 MB for the widest demo)
@@ -210,6 +213,7 @@ class RecordLog(Sequence):
         self._codes = np.zeros(0, np.int32)
         self._knobs = np.zeros((0, len(self.knobs)), np.float64)
         self._n = 0
+        self._csv: tuple = (None, "")  # (the log's state, its CSV text)
         self.thinned = 0  # records dropped to keep within max_rows
         if columns is not None:
             self.configure(columns, decode)
@@ -263,6 +267,13 @@ class RecordLog(Sequence):
         self._codes[rows] = codes
         self._knobs[rows] = np.asarray(knobs, np.float64)
         self._n += k
+
+    def csv(self) -> str:
+        """The log as CSV text, built once per state of the log (a paused page asks for it at every rerun)."""
+        version = (self._n, self.last_step, self.thinned)
+        if self._csv[0] != version:
+            self._csv = (version, to_csv(self))
+        return self._csv[1]
 
     def _reserve(self, size: int) -> None:
         if size <= len(self._steps):
@@ -333,8 +344,11 @@ def describe_first_nonfinite(records: Sequence[dict[str, Any]]) -> str | None:
     return f"step {first['step']}, {place}"
 
 
-def likely_cause(demo: str, settings: dict[str, Any], records: Sequence[dict[str, Any]]) -> str | None:
-    """The setting that most likely produced the first non-finite value of a run, in words."""
+def likely_cause(settings: dict[str, Any], records: Sequence[dict[str, Any]],
+                 own: Callable[[dict[str, Any]], str | None] | None = None) -> str | None:
+    """The setting that most likely produced the first non-finite value of a run, in words; ``own`` is the demo's
+    explanation of its settings (``Demo.cause``: the naive BCE, an inverse MSE without epsilon), asked first after
+    an overflowing update."""
     first = first_nonfinite(records)
     if first is None:
         return None
@@ -345,12 +359,9 @@ def likely_cause(demo: str, settings: dict[str, Any], records: Sequence[dict[str
     if first.get("nonfinite_in") == "weight":
         return (f"the update itself overflowed: lr={lr} times a gradient of norm {before[-1] if before else '?'} "
                 "left float32 range; lower lr or set clipnorm")
-    if demo == "sparse-penalty" and settings.get("variant") == "naive":
-        return ("variant=naive: the sigmoid output reached exactly 0 or 1 in float32, so log(p) or log(1 - p) is "
-                f"-inf and 0 * log(0) is NaN; lr={lr} drives the logits there. Use variant=logits (exact) or "
-                "clipped (finite, but flat beyond the clip)")
-    if demo == "max-mse" and settings.get("variant") == "inverse-mse" and settings.get("epsilon", 0) == 0:
-        return "variant=inverse-mse with epsilon=0: a residual reached 0 and 1/r^2 is inf; set epsilon > 0"
+    explained = own(settings) if own is not None else None
+    if explained:
+        return explained
     if grew:
         return (f"the gradient norm grew from {min(before):.3g} to {before[-1]:.3g} before it: lr={lr} is too "
                 "large for this loss; lower it or set clipnorm")

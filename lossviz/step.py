@@ -26,13 +26,14 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 import keras
 
 from . import demos, gradients, models, optimizers, settings as config
+from .data import Dataset
 
 CHUNK = 40  # steps per compiled call at most: a run's chunk (its knobs change between chunks)
 EVAL_EVERY = 10  # held-out metrics are measured at step 1 and every EVAL_EVERY steps; records carry the latest
@@ -117,14 +118,94 @@ def _pack_numpy(*parts) -> np.ndarray:
     return np.concatenate(arrays).astype(np.float32) if arrays else np.zeros(0, np.float32)
 
 
+@dataclass(frozen=True)
+class Numbers:
+    """The float inputs of a chunk: the learning rate, the clipping, and the loss's knobs ``hp`` (by name). Packed
+    into one vector in the order of the step's ``hp_keys`` (binding each argument of the compiled call costs time)."""
+
+    lr: float
+    clipnorm: float
+    clipvalue: float
+    hp: Mapping[str, Any]
+
+    def pack(self, keys: tuple[str, ...]) -> np.ndarray:
+        missing = [k for k in keys if k not in self.hp]
+        if missing:
+            raise KeyError(f"the step reads the knobs {keys}; {missing} not given")
+        return np.array([self.lr, self.clipnorm, self.clipvalue] + [float(self.hp[k]) for k in keys], np.float32)
+
+    @staticmethod
+    def unpack(vector, keys: tuple[str, ...]) -> "Numbers":
+        return Numbers(vector[0], vector[1], vector[2], {k: vector[3 + i] for i, k in enumerate(keys)})
+
+    @staticmethod
+    def spec(keys: tuple[str, ...]) -> tf.TensorSpec:
+        return tf.TensorSpec((3 + len(keys),), tf.float32)
+
+
+@dataclass(frozen=True)
+class Counters:
+    """The integer inputs of a chunk: how many steps to run, the step number of the first, the per-term probe's
+    period, and whether a non-finite value ends the chunk."""
+
+    count: Any
+    first_step: Any
+    term_every: Any
+    stop_on_nonfinite: Any
+
+    def pack(self) -> np.ndarray:
+        return np.array([self.count, self.first_step, self.term_every, int(bool(self.stop_on_nonfinite))], np.int32)
+
+    @staticmethod
+    def unpack(vector) -> "Counters":
+        return Counters(vector[0], vector[1], vector[2], vector[3] > 0)
+
+    SPEC = tf.TensorSpec((4,), tf.int32)
+
+
+class Carry(NamedTuple):
+    """A run's state inside the compiled loop, by part (see :class:`State`)."""
+
+    trained: list
+    fixed: list
+    slots: list
+    carried: Any
+
+
+class StepInputs(NamedTuple):
+    """What one step of a run reads: its state, its batch, the held-out sample, the chunk's numbers, the step's
+    number and the per-term probe's period."""
+
+    carry: Carry
+    batch: Dataset
+    evals: Dataset
+    numbers: Numbers
+    step: Any
+    term_every: Any
+
+
+@dataclass
+class Gradients:
+    """One step's forward and backward pass: the loss, its terms and the outputs, the update's gradients, the fixed
+    values after the forward pass (a batch norm's moving statistics), and the terms' own gradients where taken."""
+
+    loss: Any
+    terms: dict
+    out: Any
+    grads: list
+    moved: list
+    term_grads: dict | None
+
+
 class Step:
     """A structure's model, variables, record layout and compiled step (see the module's docstring)."""
 
     def __init__(self, demo: demos.Demo, settings: Mapping[str, Any]):
         self.demo = demo
         self.key = config.structure(demo.name, settings)
-        # only the graph-shaping settings: numbers reach the step as tensors
+        # only the graph-shaping settings: numbers reach the step as tensors, in the order of hp_keys
         self.settings = dict(self.key[1:])
+        self.hp_keys = tuple(demo.hyperparameter_keys(settings))
         with _BUILD_LOCK:  # Keras builds one model at a time
             self.model = demo.build(self.settings)
         trained = demo.extra_variables(self.settings)
@@ -142,8 +223,8 @@ class Step:
             groups[name] = [len(self.model.trainable_weights) + j]
         self.groups = groups
         # "pcgrad" | "gradnorm": the update is built from the terms' own gradients
-        alpha = self.settings.get("alpha")
-        self.weighting = alpha if alpha in ("pcgrad", "gradnorm") else None
+        mode = self.settings.get("alpha_mode")
+        self.weighting = mode if mode in ("pcgrad", "gradnorm") else None
         self.probe = self.settings.get("term_grads", "off") if len(demo.term_names) > 1 else "off"
         self.layout = Layout(
             terms=demo.term_names, layers=tuple(groups), metrics=demo.metrics_of(self.settings),
@@ -181,8 +262,8 @@ class Step:
         slots = tuple(trained) * self.optimizer.slots_per_variable
         return trained, tuple(tuple(v.shape) for v in self.fixed), slots, ((len(self.layout.carried),),)
 
-    def _unpack(self, values):
-        """A state vector as (trained, fixed, slots, carried) tensors, in the graph."""
+    def _unpack(self, values) -> Carry:
+        """A state vector as its four parts of tensors, in the graph."""
         shapes = self.shapes
         sizes = [int(np.prod(shape)) for part in shapes for shape in part]
         pieces = tf.split(values, sizes) if sizes else []
@@ -190,22 +271,27 @@ class Step:
         for part in shapes:
             out.append([tf.reshape(pieces[i + j], shape) for j, shape in enumerate(part)])
             i += len(part)
-        return out[0], out[1], out[2], out[3][0]
+        return Carry(out[0], out[1], out[2], out[3][0])
 
     @staticmethod
-    def _pack(trained, fixed, slots, carried):
-        return tf.concat([tf.reshape(v, (-1,)) for v in list(trained) + list(fixed) + list(slots)] + [carried], 0)
+    def _pack(carry: Carry):
+        return tf.concat([tf.reshape(v, (-1,)) for v in list(carry.trained) + list(carry.fixed) + list(carry.slots)]
+                         + [carry.carried], 0)
 
     def scope(self, trained, fixed) -> keras.StatelessScope:
         """The model's and the loss's variables reading a run's values."""
         return keras.StatelessScope(state_mapping=list(zip(self.trained, trained)) + list(zip(self.fixed, fixed)))
 
-    # -- the step -------------------------------------------------------------------------------------
+    # -- the loss -------------------------------------------------------------------------------------
+
+    def context(self, out, inputs, targets, hp) -> demos.Context:
+        """What the demo's loss and metrics see (inside a scope)."""
+        return demos.Context(self.model, out, inputs, targets, hp, self.extra, self.settings)
 
     def loss_and_terms(self, inputs, targets, hp):
         """Forward pass (inside a scope): (total loss, dict of terms, outputs). Used by the step and the landscapes."""
         out = self.demo.forward(self.model, inputs, True)
-        terms, total = self.demo.terms(self.model, out, (inputs, targets), hp, self.extra, self.settings)
+        terms, total = self.demo.terms(self.context(out, inputs, targets, hp))
         return total, terms, out
 
     def _gradients(self, tape, target, trained) -> list:
@@ -217,8 +303,8 @@ class Step:
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(trained)
             with self.scope(trained, fixed):
-                _, terms, _ = self.loss_and_terms(inputs, targets, hp)
-                parts = self.demo.parts_of(terms, hp, self.extra, self.settings)
+                _, terms, out = self.loss_and_terms(inputs, targets, hp)
+                parts = self.demo.parts_of(terms, self.context(out, inputs, targets, hp))
         grads = {name: self._gradients(tape, parts[name], trained) for name in self.demo.term_names}
         del tape
         return grads
@@ -246,50 +332,71 @@ class Step:
             fixed[_position(self.fixed, self.extra[name])] = tf.reshape(value, self.extra[name].shape)
         return gradients.total(grads), fixed
 
-    def _step(self, trained, fixed, slots, carried, inputs, targets, eval_inputs, eval_targets, hp, lr, clipnorm,
-              clipvalue, step, term_every):
-        # the terms' own gradients come from the step's tape when the update needs them or the probe measures
-        # every step; otherwise the probe takes them on a forward pass of its own, on the steps it measures
+    # -- the step, by role: gradients, probes, update, diagnostics ------------------------------------
+
+    def _step(self, inp: StepInputs):
+        """One training step of a run: the record's vector, the non-finite place code, and the run's new state."""
+        taken = self._backward(inp)
+        sums = gradients.squares(taken.grads)  # reduce_sum of a stacked vector, not add_n: no fixed order there
+        probe = self._probe(inp, taken)
+        trained, slots = self._update(inp, taken.grads)
+        return self._diagnostics(inp, taken, sums, probe, trained, slots)
+
+    def _backward(self, inp: StepInputs) -> Gradients:
+        """The forward and backward pass. The terms' own gradients come from this tape when the update needs them or
+        the probe measures every step; otherwise the probe takes them on a pass of its own, on the steps it
+        measures."""
+        carry, batch, hp = inp.carry, inp.batch, inp.numbers.hp
         together = self.weighting is not None or self.probe == "every"
         with tf.GradientTape(persistent=together) as tape:
-            tape.watch(trained)
-            with self.scope(trained, fixed) as scope:
-                loss, terms, out = self.loss_and_terms(inputs, targets, hp)
-                parts = self.demo.parts_of(terms, hp, self.extra, self.settings) if together else None
+            tape.watch(carry.trained)
+            with self.scope(carry.trained, carry.fixed) as scope:
+                loss, terms, out = self.loss_and_terms(batch.inputs, batch.targets, hp)
+                parts = self.demo.parts_of(terms, self.context(out, batch.inputs, batch.targets, hp)) \
+                    if together else None
         moved = [scope.get_current_value(v) for v in self.fixed]  # e.g. a batch norm's moving statistics
-        term_grads = {name: self._gradients(tape, parts[name], trained) for name in self.demo.term_names} \
+        term_grads = {name: self._gradients(tape, parts[name], carry.trained) for name in self.demo.term_names} \
             if together else None
         if self.weighting is not None:
-            grads, moved = self._weighted(term_grads, terms, hp, moved, lr)
+            grads, moved = self._weighted(term_grads, terms, hp, moved, inp.numbers.lr)
         else:
-            grads = self._gradients(tape, loss, trained)
+            grads = self._gradients(tape, loss, carry.trained)
         del tape
+        return Gradients(loss, terms, out, grads, moved, term_grads)
 
-        # reduce_sum of a stacked vector, not add_n: add_n sums many inputs in no fixed order
-        sums = gradients.squares(grads)
-        global_norm, layer_norms = gradients.norms_of(sums, self.groups)
-        loss_bad = tf.cast(tf.logical_not(tf.math.is_finite(loss)), tf.int32)
-        grad_bad = _nonfinite_counts(grads, sums)
-
-        n_metrics = len(self.layout.metrics)
-        last_metrics, last_probe = carried[:n_metrics], carried[n_metrics:]
+    def _probe(self, inp: StepInputs, taken: Gradients):
+        """The per-term gradient probe's values (norms per layer, cosines), carried between the steps it measures:
+        step 1 and every ``term_every``-th, before the update (tapes do not reach into a cond)."""
+        last = inp.carry.carried[len(self.layout.metrics):]
         if not self.layout.probe_terms:
-            probe = last_probe
-        elif self.probe == "every":
-            probe = gradients.anatomy(term_grads, self.groups)
-        else:  # on step 1 and every term_every-th step, before the update (tapes do not reach into a cond)
-            measure = lambda: gradients.anatomy(  # noqa: E731
-                term_grads if together else self.term_gradients(trained, fixed, inputs, targets, hp), self.groups)
-            probe = tf.cond(tf.logical_or(tf.equal(step, 1), tf.equal(step % term_every, 0)), measure,
-                            lambda: last_probe)
+            return last
+        if self.probe == "every":
+            return gradients.anatomy(taken.term_grads, self.groups)
 
-        grads = _clip(grads, clipnorm, clipvalue)
-        new_trained, new_slots = self.optimizer.update(grads, trained, slots, lr, step - 1)
+        def measure():
+            grads = taken.term_grads if taken.term_grads is not None else self.term_gradients(
+                inp.carry.trained, inp.carry.fixed, inp.batch.inputs, inp.batch.targets, inp.numbers.hp)
+            return gradients.anatomy(grads, self.groups)
+        return tf.cond(tf.logical_or(tf.equal(inp.step, 1), tf.equal(inp.step % inp.term_every, 0)), measure,
+                       lambda: last)
+
+    def _update(self, inp: StepInputs, grads):
+        """Clipping, the optimizer's step, and a trainable alpha projected back into [0, 1]."""
+        numbers = inp.numbers
+        grads = _clip(grads, numbers.clipnorm, numbers.clipvalue)
+        trained, slots = self.optimizer.update(grads, inp.carry.trained, inp.carry.slots, numbers.lr, inp.step - 1)
         if "alpha" in self.extra:  # projected gradient step: alpha stays in [0, 1]
             i = _position(self.trained, self.extra["alpha"])
-            new_trained[i] = tf.clip_by_value(new_trained[i], 0.0, 1.0)
-        weight_bad = _nonfinite_counts(new_trained, tf.stack([tf.reduce_sum(v) for v in new_trained]))
+            trained[i] = tf.clip_by_value(trained[i], 0.0, 1.0)
+        return trained, slots
 
+    def _diagnostics(self, inp: StepInputs, taken: Gradients, sums, probe, trained, slots):
+        """The record: loss, terms, gradient norms, non-finite counts and their first place, alpha, and the carried
+        metrics (on the held-out sample at step 1 and every EVAL_EVERY steps, after the update)."""
+        global_norm, layer_norms = gradients.norms_of(sums, self.groups)
+        loss_bad = tf.cast(tf.logical_not(tf.math.is_finite(taken.loss)), tf.int32)
+        grad_bad = _nonfinite_counts(taken.grads, sums)
+        weight_bad = _nonfinite_counts(trained, tf.stack([tf.reduce_sum(v) for v in trained]))
         n = len(self.trained)
         grad_place = _last_true(grad_bad > 0)  # nearest the loss: backprop meets it first
         weight_place = _first_true(weight_bad > 0)
@@ -297,34 +404,32 @@ class Step:
                                                    tf.where(weight_place >= 0, 2 + n + weight_place, 0)))
         nonfinite = loss_bad + tf.reduce_sum(grad_bad) + tf.reduce_sum(weight_bad)
 
-        with self.scope(new_trained, moved):  # the metrics and alpha after the update
-            if self.demo.metrics_on_eval:  # on the held-out sample, at step 1 and every EVAL_EVERY steps
+        hp, evals, batch = inp.numbers.hp, inp.evals, inp.batch
+        last_metrics = inp.carry.carried[:len(self.layout.metrics)]
+        with self.scope(trained, taken.moved):  # the metrics and alpha after the update
+            if self.demo.metrics_on_eval:
                 def measure_metrics():
-                    metric_out = self.demo.forward(self.model, eval_inputs, False)
-                    found = self.demo.metrics(self.model, metric_out, (eval_inputs, eval_targets), hp, self.extra,
-                                              self.settings)
+                    out = self.demo.forward(self.model, evals.inputs, False)
+                    found = self.demo.metrics(self.context(out, evals.inputs, evals.targets, hp))
                     return _vector([found[m] for m in self.layout.metrics])
-                metric_vector = tf.cond(tf.logical_or(tf.equal(step, 1), tf.equal(step % EVAL_EVERY, 0)),
+                metric_vector = tf.cond(tf.logical_or(tf.equal(inp.step, 1), tf.equal(inp.step % EVAL_EVERY, 0)),
                                         measure_metrics, lambda: last_metrics)
             else:
-                found = self.demo.metrics(self.model, out, (inputs, targets), hp, self.extra, self.settings)
+                found = self.demo.metrics(self.context(taken.out, batch.inputs, batch.targets, hp))
                 metric_vector = _vector([found[m] for m in self.layout.metrics])
-            alpha = [self.demo.alpha(hp, self.extra, self.settings)] if self.layout.has_alpha else []
-        values = [loss] + [terms[t] for t in self.layout.terms] + [global_norm] + list(layer_norms.values())
+            ctx = self.context(taken.out, batch.inputs, batch.targets, hp)
+            alpha = [self.demo.alpha(ctx)] if self.layout.has_alpha else []
+        values = [taken.loss] + [taken.terms[t] for t in self.layout.terms] + [global_norm] + list(layer_norms.values())
         values += [tf.cast(nonfinite, tf.float32)] + alpha
         carried = tf.concat([metric_vector, tf.reshape(probe, (-1,))], 0)
         vector = tf.concat([_vector(values), carried], 0)
-        return vector, tf.cast(place, tf.int32), new_trained, moved, new_slots, carried
+        return vector, tf.cast(place, tf.int32), Carry(trained, taken.moved, slots, carried)
 
-    def _build(self, data, eval_set, hp_keys, jit: bool):
+    def _build(self, data, eval_set, jit: bool):
         """The fused function running ``count`` steps of a chunk (K, B) of batch indices into the run's data."""
         self.traces += 1
         width = len(self.layout.columns)
         width_nonfinite = self.layout.columns.index("nonfinite")
-        scalar = tf.TensorSpec((), tf.float32)
-
-        def specs(values):
-            return [tf.TensorSpec(v.shape, v.dtype) for v in values]
 
         def table(d):
             return {k: tf.TensorSpec((None,) + tuple(v.shape[1:]), tf.float32) for k, v in d.items()}
@@ -332,74 +437,68 @@ class Step:
         # few arguments: binding each one costs the call time (the state and the numbers are one vector each)
         signature = [tf.TensorSpec((None,), tf.float32), table(data.inputs), table(data.targets),
                      table(eval_set.inputs), table(eval_set.targets), tf.TensorSpec((None, None), tf.int32),
-                     tf.TensorSpec((3 + len(hp_keys),), tf.float32), tf.TensorSpec((4,), tf.int32)]
+                     Numbers.spec(self.hp_keys), Counters.SPEC]
 
         def run(values, inputs, targets, eval_inputs, eval_targets, idx, numbers, counters):
-            trained, fixed, slots, carried = self._unpack(values)
-            lr, clipnorm, clipvalue = numbers[0], numbers[1], numbers[2]
-            hp = {k: numbers[3 + i] for i, k in enumerate(hp_keys)}
-            count, first_step, term_every = counters[0], counters[1], counters[2]
-            stop_on_nonfinite = counters[3] > 0
+            numbers, counters = Numbers.unpack(numbers, self.hp_keys), Counters.unpack(counters)
+            evals = Dataset(eval_inputs, eval_targets)
             size = tf.shape(idx)[0]
             vectors = tf.TensorArray(tf.float32, size=size, element_shape=(width,))
             places = tf.TensorArray(tf.int32, size=size, element_shape=())
 
-            def body(i, seen, trained, fixed, slots, carried, vectors, places):
-                batch_in = {k: tf.gather(v, idx[i]) for k, v in inputs.items()}
-                batch_tg = {k: tf.gather(v, idx[i]) for k, v in targets.items()}
-                vector, place, trained, fixed, slots, carried = self._step(
-                    trained, fixed, slots, carried, batch_in, batch_tg, eval_inputs, eval_targets, hp, lr, clipnorm,
-                    clipvalue, first_step + i, term_every)
+            def body(i, seen, carry, vectors, places):
+                batch = Dataset({k: tf.gather(v, idx[i]) for k, v in inputs.items()},
+                                {k: tf.gather(v, idx[i]) for k, v in targets.items()})
+                vector, place, carry = self._step(StepInputs(carry, batch, evals, numbers, counters.first_step + i,
+                                                             counters.term_every))
                 seen = tf.logical_or(seen, vector[width_nonfinite] > 0)
-                return i + 1, seen, trained, fixed, slots, carried, vectors.write(i, vector), places.write(i, place)
+                return i + 1, seen, carry, vectors.write(i, vector), places.write(i, place)
 
             def cond(i, seen, *_):
-                return tf.logical_and(i < count, tf.logical_not(tf.logical_and(stop_on_nonfinite, seen)))
+                return tf.logical_and(i < counters.count, tf.logical_not(tf.logical_and(counters.stop_on_nonfinite,
+                                                                                        seen)))
 
             # steps in order: one update before the next forward
-            done, _, trained, fixed, slots, carried, vectors, places = tf.while_loop(
-                cond, body, (tf.constant(0), tf.constant(False), trained, fixed, slots, carried, vectors, places),
+            done, _, carry, vectors, places = tf.while_loop(
+                cond, body, (tf.constant(0), tf.constant(False), self._unpack(values), vectors, places),
                 parallel_iterations=1, maximum_iterations=size)
-            return self._pack(trained, fixed, slots, carried), vectors.stack(), places.stack(), done
+            return self._pack(carry), vectors.stack(), places.stack(), done
 
         # called as its concrete function: half the call time of the tf.function (no signature matching)
         return tf.function(run, input_signature=signature, jit_compile=jit).get_concrete_function()
 
-    def run(self, state: State, data, eval_set, idx: np.ndarray, count: int, hp: Mapping[str, float], lr: float,
-            clipnorm: float, clipvalue: float, stop_on_nonfinite: bool, first_step: int, term_every: int
+    def run(self, state: State, data, eval_set, idx: np.ndarray, numbers: Numbers, counters: Counters
             ) -> tuple[State, np.ndarray, np.ndarray]:
-        """``count`` steps of the chunk of batch indices ``idx`` (CHUNK x batch size) into the run's ``data`` (and
-        ``eval_set``, datasets of tensors): the new state and the records' vectors and places.
+        """``counters.count`` steps of the chunk of batch indices ``idx`` (CHUNK x batch size) into the run's ``data``
+        (and ``eval_set``, datasets of tensors): the new state and the records' vectors and places.
 
         The first call of a batch size compiles (see ``_first_call``)."""
-        numbers = np.array([lr, clipnorm, clipvalue] + [float(v) for v in hp.values()], np.float32)
-        counters = np.array([count, first_step, term_every, int(bool(stop_on_nonfinite))], np.int32)
         args = (state.values, data.inputs, data.targets, eval_set.inputs, eval_set.targets, np.asarray(idx, np.int32),
-                numbers, counters)
+                numbers.pack(self.hp_keys), counters.pack())
         batch = int(np.shape(idx)[1])
         if batch in self._compiled:
             out = self._fn(*args)
         else:  # one compile at a time: the runs that need the same one wait for it
             with self._lock:
-                out = self._fn(*args) if batch in self._compiled else self._first_call(args, data, eval_set, hp)
+                out = self._fn(*args) if batch in self._compiled else self._first_call(args, data, eval_set)
                 self._compiled.add(batch)
         values, vectors, places, done = out
         done = int(done)
         return State(values, state.shapes), vectors.numpy()[:done], places.numpy()[:done]
 
-    def _first_call(self, args, data, eval_set, hp):
+    def _first_call(self, args, data, eval_set):
         """The first call for a batch size: trace (once), compile, run. A structure XLA cannot compile runs the
         plain step from here on (the step is pure: the failed call changed nothing)."""
         start = time.perf_counter()
         if self._fn is None:
-            self._fn = self._build(data, eval_set, tuple(hp), jit=self.xla)
+            self._fn = self._build(data, eval_set, jit=self.xla)
         try:
             out = self._fn(*args)
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as e:
             if not self.xla or self._compiled:
                 raise
             self.xla, self.xla_error = False, _first_line(e)
-            self._fn = self._build(data, eval_set, tuple(hp), jit=False)
+            self._fn = self._build(data, eval_set, jit=False)
             out = self._fn(*args)
         if self.compile_seconds is None:
             self.compile_seconds = time.perf_counter() - start

@@ -9,6 +9,7 @@ This module imports TensorFlow only inside the workers.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
 import os
@@ -17,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import settings as config
+from . import demos, settings as config
 from .records import first_nonfinite, frame
 from .scheduler import SCHEDULER, Scheduler
 
@@ -121,14 +122,18 @@ def _tail_mean(values: Sequence[float]) -> float:
     return sum(tail) / len(tail)
 
 
-def run_point(demo: str, overrides: Mapping[str, Any], steps: int, seed: int) -> dict[str, Any]:
-    """Train one grid point (in a worker) and summarise it; an exception becomes a row with status error."""
+def run_point(demo: str, overrides: Mapping[str, Any], steps: int, seed: int, module: str = "") -> dict[str, Any]:
+    """Train one grid point (in a worker) and summarise it; an exception becomes a row with status error. A worker
+    process finds the demo as the sweep's process did: a file of your own code is loaded from its path, a demo
+    registered by another module (``module``, ``Demo.module``) by importing that module."""
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
-    if config.is_file(demo):  # a worker process loads the file of your own code the sweep was started with
+    if config.is_file(demo):
         from .catalog import get
 
         get(demo)
+    elif module and demo not in demos.DEMOS:
+        importlib.import_module(module)
     return _point_here(demo, overrides, steps, seed)
 
 
@@ -213,7 +218,7 @@ def _run_local(demo, overrides, steps, seed, jobs, done, should_stop, scheduler=
                         place, lambda: should_stop() or any(f.done() for f in running)):
                     break
                 queue.pop(0)
-                future = executor.submit(run_point, demo, o, steps, seed)
+                future = executor.submit(run_point, demo, o, steps, seed, config.spec(demo).module)
                 running[future] = index
                 if scheduler is not None:
                     slots[future] = place
@@ -270,7 +275,8 @@ def _run_ray(demo, overrides, steps, seed, jobs, address, done, should_stop) -> 
                  num_cpus=jobs if address is None else None,  # a local instance: jobs caps its workers
                  include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(run_point)
-    refs = {remote.remote(demo, o, steps, seed): i for i, o in enumerate(overrides)}
+    module = config.spec(demo).module
+    refs = {remote.remote(demo, o, steps, seed, module): i for i, o in enumerate(overrides)}
     pending = list(refs)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1, timeout=0.2)

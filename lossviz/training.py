@@ -19,9 +19,9 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import tensorflow as tf
 
-from . import catalog, demos, records, settings as config, shutdown
+from . import catalog, records, settings as config, shutdown
 from .data import Dataset
-from .step import CHUNK, Layout, State, Step, get as get_step
+from .step import CHUNK, Counters, Layout, Numbers, State, Step, get as get_step
 
 EVAL_SIZE = 1024
 DEFAULT_CHUNK = CHUNK
@@ -61,6 +61,7 @@ class Trainer:
         self._changes_lock = threading.Lock()
         self._pending: dict[str, Any] = {}  # from ``set``: applies before the next step computed
         self._scheduled: dict[int, dict[str, Any]] = {}  # from ``at``: step -> knobs applied from that step on
+        self._diagnosis: tuple = (None, None)  # (the step of the first NaN, its diagnosis)
 
     def train_on(self, batch: Dataset) -> None:
         """Train and evaluate on ``batch`` alone, every step on all of it (the check-up's one-batch probe); before
@@ -192,7 +193,7 @@ class Trainer:
         start = time.perf_counter()
         data, eval_set = self._data()
         idx = np.zeros((CHUNK, min(self.settings["batch_size"], len(self.data))), np.int32)
-        self.compiled.run(self.state, data, eval_set, idx, 0, self.hp, 0.0, 0.0, 0.0, False, 1, 1)
+        self.compiled.run(self.state, data, eval_set, idx, Numbers(0.0, 0.0, 0.0, self.hp), Counters(0, 1, 1, False))
         return time.perf_counter() - start
 
     def advance(self, steps: int | None, chunk: int = DEFAULT_CHUNK, should_stop=None) -> int:
@@ -227,10 +228,10 @@ class Trainer:
                 k = min(k, upcoming - self.step - 1)
             idx = np.zeros((CHUNK, min(self.settings["batch_size"], len(self.data))), np.int32)
             idx[:k] = self._next_batches(k)
-            self.state, vectors, places = compiled.run(
-                self.state, data, eval_set, idx, k, self.hp, config.effective_lr(self.demo.name, self.settings),
-                self.settings["clipnorm"], self.settings["clipvalue"], self.stop_on_nonfinite, self.step + 1,
-                max(self.term_every, 1))
+            numbers = Numbers(config.effective_lr(self.demo.name, self.settings), self.settings["clipnorm"],
+                              self.settings["clipvalue"], self.hp)
+            counters = Counters(k, self.step + 1, max(self.term_every, 1), self.stop_on_nonfinite)
+            self.state, vectors, places = compiled.run(self.state, data, eval_set, idx, numbers, counters)
             self.records.append(self.step + 1, vectors, places, [float(self.settings[key]) for key in self.knobs])
             if len(vectors):
                 self._snapshot()
@@ -245,6 +246,21 @@ class Trainer:
         self.snapshots.append((self.step, self.weights()))
         if len(self.snapshots) > MAX_SNAPSHOTS:
             self.snapshots = self.snapshots[:-1:2] + self.snapshots[-1:]
+
+    def diagnosis(self) -> str | None:
+        """The run's first non-finite value in its loss's own terms (:func:`diagnosis`), found once per run: a
+        replay that fails says so instead of raising (a page asks at every redraw)."""
+        first = records.first_nonfinite(self.records)
+        if first is None:
+            return None
+        if self._diagnosis[0] != first["step"]:
+            try:
+                found = diagnosis(self)
+            except Exception as e:  # noqa: BLE001  (a replay that fails must not take a page down)
+                text = str(e).splitlines()[0][:200] if str(e) else ""
+                found = f"the replay failed ({type(e).__name__}: {text})"
+            self._diagnosis = (first["step"], found)
+        return self._diagnosis[1]
 
     def next_batch(self) -> Dataset:
         """The batch the next step will train on (taken from the run's order: call it only on a replay)."""
@@ -276,34 +292,13 @@ class Trainer:
         self.close()
 
 
-def replay(trainer: Trainer, step: int) -> Trainer:
-    """A new run with ``trainer``'s seed, settings and knob changes, trained up to the step before ``step`` with the
-    changes of ``step`` applied: its :meth:`Trainer.next_batch` is the batch of ``step`` (records are deterministic,
-    so this is the very step)."""
-    again = Trainer(trainer.demo.name, {**trainer.initial_settings, **records.knobs_of(trainer.records[0])},
-                    trainer.seed)
-    for at, key, _, value in records.knob_changes(trainer.records):
-        if at <= step:
-            again.at(at, **{key: value})
-    if step > 1:
-        again.advance(step - 1)
-    again._apply_due()
-    return again
-
-
-def formula_diagnosis(trainer: Trainer) -> str | None:
-    """For a ``custom`` run whose loss turned non-finite: replay the run (same seed and knob changes) to the step
-    before, and name the sub-expression of the formula that turns non-finite first on that step's batch, e.g.
-    ``log(p) = -inf at y = 1, p = 0``. None for other runs, or when the loss itself stayed finite."""
+def diagnosis(trainer: Trainer) -> str | None:
+    """A run's first non-finite value in its loss's own terms (``Demo.diagnose``: a formula's sub-expression, the
+    line of a file of your own code); None for a finite run or a demo without one."""
     first = records.first_nonfinite(trainer.records)
-    if trainer.demo.name != "custom" or first is None or first["nonfinite_in"] != "loss":
+    if first is None or trainer.demo.diagnose is None:
         return None
-    with replay(trainer, first["step"]) as again:
-        batch = again.next_batch()
-        out = again.forward(batch.inputs, training=True)
-        values = demos.formula_inputs(out, batch.targets, again.settings["task"])
-        values.update(again.demo.hyperparameters(again.settings))
-        return config.formula_of(again.settings).diagnose(values)
+    return trainer.demo.diagnose(trainer, first)
 
 
 def train(demo: str, settings: Mapping[str, Any] | None = None, steps: int = 200, seed: int = 0,

@@ -38,11 +38,12 @@ import tensorflow as tf
 import keras
 from keras import ops
 
-from . import data as builtin_data, demos, keras2, lossforms, settings as config
-from .knobs import Param, SettingError
+from . import curves as drawn, data as builtin_data, demos, keras2, lossforms, nansource, settings as config
+from .demos import custom
+from .knobs import COMMON_KEYS, TASK, TERM_GRADS, Param, SettingError, common
 
 LIMITS = {"knobs": 16, "rows": 2_000_000}
-_CUSTOM = demos.DEMOS["custom"]  # a file without model and data runs on the formula demo's net, data and metrics
+_CUSTOM = custom.DEMO  # a file without model and data runs on the formula demo's net, data and metrics
 
 
 class CodeError(SettingError):
@@ -358,8 +359,60 @@ class UserCode:
             return {name: ops.mean(fn(self.y_true(targets), self.y_pred(out, settings)))
                     for name, fn in self.metrics.items()}
         if self.model is None:  # the custom demo's metrics, by task
-            return _CUSTOM.metrics(None, out, (None, targets), None, None, settings)
+            return custom.metrics(demos.Context(None, out, {}, targets, {}, {}, settings))
         return {}
+
+    def symbolic_outputs(self, model) -> dict[str, Any] | None:
+        """The model's outputs as symbolic tensors under the flat names the loss reads (the check-up's heads)."""
+        try:
+            out = model.output
+        except (AttributeError, ValueError):
+            return None
+        if self.own_model:
+            return self.out_nest.flatten(out)
+        return dict(out) if isinstance(out, Mapping) else None
+
+    # -- the page ---------------------------------------------------------------------------------------
+
+    def page(self) -> dict[str, Any]:
+        """The texts of the file's page (``demos.Page``)."""
+        knobs = ", ".join(f"`{k}`" + (" (needs a Python value: it shapes the graph)" if k in self.static else "")
+                          for k in self.loss.knobs) or "none"
+        terms = ", ".join(f"`{t}`" for t in self.terms)
+        return {"title": label(self.name), "nav_title": label(self.name), "icon": ":material/code:",
+                "problem": (f"Your own code, `{self.name}`: the loss is a {self.loss.form}"
+                            + (f" with the terms {terms}" if terms else "") + f"; its knobs: {knobs}. "
+                            + ("Its model and data are the file's own." if self.own_model else
+                               "It runs on the formula page's net and data (`task`: binary or regression).")
+                            + " The file was named when the server started; this page cannot load another."),
+                "view": None if self.own_model else custom.view}
+
+    def curves(self, settings: Mapping[str, Any]) -> list[drawn.Curve]:
+        """The loss (the sum of its terms) over the prediction, on the formula demo's net: over p for y = 1 and
+        y = 0, or over the prediction for y = 0.5 (regression). None for its own model, or a loss that reduces the
+        batch to one number."""
+        if self.own_model or self.loss.per_sample is None:
+            return []
+        knobs = {k: tf.constant(float(settings[k]), tf.float32) for k in self.loss.knobs}
+        per_sample_loss = self.loss.per_sample(self.knob_values(knobs, settings))
+
+        def fn(y: float):
+            def per_sample(x):
+                col = x[:, None]
+                found = per_sample_loss(tf.fill(tf.shape(col), y), col)
+                values = found.values() if isinstance(found, Mapping) else [found]
+                return sum(tf.reshape(tf.convert_to_tensor(v, tf.float32), (-1,)) for v in values)
+            return per_sample
+
+        if settings.get("task", "binary") == "binary":
+            x, x_label, ys = drawn.probability_grid(), "predicted probability p", (1.0, 0.0)
+        else:
+            x, x_label, ys = np.linspace(-0.5, 1.5, 401), "prediction (target 0.5)", (0.5,)
+        try:
+            found = [drawn.curve(f"y = {y:g}", x, fn(y), x_label) for y in ys]
+        except (ValueError, TypeError, tf.errors.InvalidArgumentError):
+            return []
+        return found if all(c.y.shape == x.shape for c in found) else []
 
 
 # ----------------------------------------------------------------------------- checking a file by tracing it
@@ -569,7 +622,7 @@ def _load(name: str) -> UserCode:
     if len(loss.knobs) > LIMITS["knobs"]:
         raise CodeError(f"{given}: the loss has {len(loss.knobs)} numeric defaults; lossviz takes up to "
                         f"{LIMITS['knobs']} knobs")
-    clash = [k for k in loss.knobs if k in config.COMMON_KEYS]
+    clash = [k for k in loss.knobs if k in COMMON_KEYS]
     if clash:
         raise CodeError(f"{_where(given, _line_of(obj, path))}: the knob {clash[0]} is also a setting "
                         f"of every run: give it another name")
@@ -610,35 +663,40 @@ def _model_factory(model, given: str, path: Path) -> Callable[[], keras.Model]:
 
 
 def _register(code: UserCode) -> None:
-    """The file's demo and its settings, under its name."""
+    """The file's demo, with its knobs, under its name."""
     knob_params = tuple(
         Param(k, v, "int" if isinstance(v, int) else "float", "an integer" if isinstance(v, int) else "a finite number",
               structural=k in code.static,
               help=(f"needs a Python value ({code.static[k]}): changing it builds another step"
                     if k in code.static else "a knob of your loss"))
         for k, v in code.loss.knobs.items())
-    task = () if code.own_model else (config.TASK,)
-    probe = (config.TERM_GRADS,) if len(code.terms) > 1 else ()
-    params = (*config.common(lr=1e-3), *task, *knob_params, *probe)
+    task = () if code.own_model else (TASK,)
+    probe = (TERM_GRADS,) if len(code.terms) > 1 else ()
     if code.metrics:
         metrics, main = tuple(code.metrics), next(iter(code.metrics))
     elif code.own_model:
         metrics, main = (), "loss"
-    else:  # the custom demo's metrics, by task
-        metrics, main = _CUSTOM.metric_names, config.spec("custom").main_metric
-    config.register(config.Spec(name=code.name, params=params, terms=code.terms, main_metric=main,
-                                compare=(next(iter(code.loss.knobs), "lr"), {}), note=code.note))
+    else:  # the formula demo's metrics, by task
+        metrics, main = custom.metric_names, custom.DEMO.main_metric
     demos.register(demos.Demo(
         name=code.name,
         build=code.build,
         make_data=lambda s, seed: code.datasets(seed, s.get("task", "binary"))[0],
         make_eval=lambda s, seed: code.datasets(seed, s.get("task", "binary"))[1],
-        terms=lambda model, out, batch, hp, extra, settings: code.compute(out, batch[1], hp, settings),
-        metrics=lambda model, out, batch, hp, extra, settings: code.metric_values(out, batch[1], settings),
+        terms=lambda ctx: code.compute(ctx.out, ctx.targets, ctx.hp, ctx.settings),
+        metrics=lambda ctx: code.metric_values(ctx.out, ctx.targets, ctx.settings),
         term_names=code.terms,
         metric_names=metrics,
-        numeric_keys=tuple(k for k in code.loss.knobs if k not in code.static),
+        params=(*common(lr=1e-3), *task, *knob_params, *probe),
+        main_metric=main,
+        compare=(next(iter(code.loss.knobs), "lr"), {}),
+        note=code.note,
         metrics_on_eval=True,
         call=code.call,
         own_initializers=code.own_model,
+        symbolic_outputs=code.symbolic_outputs,
+        page=demos.Page(**code.page()),
+        diagnose=nansource.nan_source,
+        curves=code.curves,
+        module=__name__,
     ))

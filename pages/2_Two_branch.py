@@ -12,13 +12,6 @@ navigation.enter(__file__)  # through the titled navigation, however the page wa
 import streamlit as st  # noqa: E402
 
 from dashboard.page import demo_page  # noqa: E402
-from lossviz import charts  # noqa: E402
-
-
-def trajectory_view(jobs):
-    st.plotly_chart(charts.branch_trajectory({name: job.records for name, job in jobs.items()}),
-                    key="trajectory")
-
 
 st.set_page_config(page_title="lossviz - two branches", layout="wide")
-demo_page("two-branch", trajectory_view)
+demo_page("two-branch")

@@ -11,16 +11,7 @@ navigation.enter(__file__)  # through the titled navigation, however the page wa
 
 import streamlit as st  # noqa: E402
 
-from dashboard.live import prediction_views  # noqa: E402
 from dashboard.page import demo_page  # noqa: E402
-from lossviz import charts  # noqa: E402
-
-
-def histogram_view(jobs):
-    prediction_views(jobs, "Predicted probabilities on the whole series",
-                     lambda trainer, out: charts.prediction_histogram(out["probability"],
-                                                                      trainer.data.targets["y"]))
-
 
 st.set_page_config(page_title="lossviz - sparse penalty", layout="wide")
-demo_page("sparse-penalty", histogram_view)
+demo_page("sparse-penalty")

@@ -11,15 +11,7 @@ navigation.enter(__file__)  # through the titled navigation, however the page wa
 
 import streamlit as st  # noqa: E402
 
-from dashboard.live import prediction_views  # noqa: E402
 from dashboard.page import demo_page  # noqa: E402
-from lossviz import charts  # noqa: E402
-
-
-def prediction_view(jobs):
-    prediction_views(jobs, "Generator outputs against their targets",
-                     lambda trainer, out: charts.prediction_scatter(out["y"], trainer.data.targets["y"]))
-
 
 st.set_page_config(page_title="lossviz - max MSE", layout="wide")
-demo_page("max-mse", prediction_view)
+demo_page("max-mse")

@@ -11,28 +11,31 @@ navigation.enter(__file__)  # through the titled navigation, however the page wa
 
 import streamlit as st  # noqa: E402
 
-from dashboard.common import FAMILIES, analytic_figure  # noqa: E402
-from lossviz import settings as config  # noqa: E402
+from dashboard.common import family, analytic_figure  # noqa: E402
+from lossviz import demos, settings as config  # noqa: E402
 
 st.set_page_config(page_title="lossviz", layout="wide")
 st.title("lossviz")
 st.markdown("Explore custom training losses of Keras models: pick a loss, turn its knobs, train a small model "
             "live and see its terms, its gradients per layer, and exactly when and where NaN or inf appear.")
 
-for row in (config.DEMO_NAMES[:2], config.DEMO_NAMES[2:4]):
-    for column, demo in zip(st.columns(2), row):
-        family = FAMILIES[demo]
+# a card per loss family with a formula of its own, two to a row; then the page for a formula of yours
+families = [name for name in demos.BUILT_IN if demos.DEMOS[name].page.latex]
+for start in range(0, len(families), 2):
+    for column, demo in zip(st.columns(2), families[start:start + 2]):
+        card = family(demo)
         with column.container(border=True):
-            st.subheader(family["title"])
-            st.markdown(family["problem"])
-            st.latex(family["latex"])
-            figure = analytic_figure(demo, tuple(sorted(config.defaults(demo).items())))
+            st.subheader(card["title"])
+            st.markdown(card["problem"])
+            st.latex(card["latex"])
+            figure = analytic_figure(demo, tuple(sorted(config.resolve(demo).items())))
             figure.update_layout(height=300, title=None, showlegend=False)
             st.plotly_chart(figure, key=f"home_{demo}")
-            st.page_link(family["page"], label=f"Open {family['title']}", icon="➡️")
+            st.page_link(card["page"], label=f"Open {card['title']}", icon="➡️")
 
-custom = FAMILIES["custom"]
-with st.container(border=True):
-    st.subheader(custom["title"])
-    st.markdown(custom["problem"])
-    st.page_link(custom["page"], label="Write your own loss", icon="✍️")
+for demo in (name for name in demos.BUILT_IN if not demos.DEMOS[name].page.latex):
+    card = family(demo)
+    with st.container(border=True):
+        st.subheader(card["title"])
+        st.markdown(card["problem"])
+        st.page_link(card["page"], label="Write your own loss", icon="✍️")

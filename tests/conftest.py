@@ -6,6 +6,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The suite trains on the plain (not XLA-compiled) step: compiling costs 1-7 s a structure and the suite builds over
+# a hundred, while tracing the plain step costs a fraction of that; the commands and servers the tests start inherit
+# it. The XLA step is tested on its own (test_step: each built-in family's default structure against the plain
+# step, the fallback, one compile per structure) and the browser tests' main server runs it, as a user's does.
+# LOSSVIZ_XLA=1 pytest runs everything on it.
+os.environ.setdefault("LOSSVIZ_XLA", "0")
 
 # A suite started in the background of a non-interactive shell (`cmd &`, `nohup`) inherits SIGINT ignored, and so
 # would every command the tests start and interrupt with it (Ctrl-C on the CLI, a sweep to resume): give the tests

@@ -18,7 +18,7 @@ from lossviz import formula as F
 from lossviz import losses
 from lossviz import settings as config
 from lossviz.cli import main
-from lossviz.training import formula_diagnosis, train, Trainer
+from lossviz.training import diagnosis as formula_diagnosis, train, Trainer
 
 RNG = np.random.default_rng(0)
 

@@ -27,9 +27,9 @@ def _linear_model(settings):
     return keras.Model({"x": x}, {"y": y})
 
 
-def _quadratic_terms(model, out, batch, hp, extra, settings):
-    _, y = batch
-    r = out["y"]
+def _quadratic_terms(ctx):
+    y = ctx.targets
+    r = ctx.out["y"]
     terms = {"branch_1": keras.ops.mean(keras.ops.square(r - y["a"])),
              "branch_2": keras.ops.mean(keras.ops.square(r - y["b"]))}
     return terms, terms["branch_1"] + terms["branch_2"]
@@ -42,7 +42,7 @@ def linear_demo(monkeypatch):
     demo = demos.Demo(name="two-branch", build=_linear_model,
                       make_data=lambda s, seed: data.Dataset({"x": X}, {"a": A, "b": B}),
                       terms=_quadratic_terms, metrics=lambda *a: {}, term_names=("branch_1", "branch_2"),
-                      metric_names=(), numeric_keys=("alpha", "gradnorm_alpha"))
+                      metric_names=(), numeric_keys=("alpha", "gradnorm_alpha"), params=demos.DEMOS["two-branch"].params)
     monkeypatch.setitem(demos.DEMOS, "two-branch", demo)
     monkeypatch.setattr(step, "_STEPS", OrderedDict())
     return demo

@@ -226,3 +226,34 @@ def test_a_bad_address_shows_a_warning_and_the_defaults(query):
     assert _box(at, f"{demo}:lr").value == "0.001"
     assert _box(at, f"{demo}:penalty").value == "10.0"
     assert not at.error
+
+
+def test_a_scenario_starts_in_one_script_run(monkeypatch):
+    """The button's callback loads the scenario into the sidebar before the script runs, and that run starts it:
+    no second run. The process's slots are held meanwhile, so the run waits in line and cannot end (and ask for
+    the redraw of a finished run) before the script has."""
+    from dashboard import controls
+    from lossviz.scheduler import SCHEDULER
+
+    demo = "sparse-penalty"
+    at = _app(PAGES[demo])
+    scenario = scenarios.get(demo, "logits-raise-penalty")
+    at.radio(key=f"{demo}:scenario_pick").set_value(scenarios.for_demo(demo).index(scenario)).run()
+    drawn = []
+    sidebar = controls.sidebar
+    monkeypatch.setattr(controls, "sidebar", lambda d: drawn.append(d) or sidebar(d))
+    holders = [object() for _ in range(SCHEDULER.slots)]
+    for holder in holders:
+        assert SCHEDULER.acquire(holder)
+    try:
+        next(b for b in at.button if b.label == "Run this scenario").click()
+        at.run()
+        assert not at.exception and drawn == [demo]  # one script run
+        job = _job(at, demo)
+        assert job.running and job.trainer.settings["penalty"] == 1.0 and job.steps == scenario.steps
+        assert _box(at, f"{demo}:penalty").value == "1.0"  # the sidebar shows what runs
+    finally:
+        for holder in holders:
+            SCHEDULER.release(holder)
+    job.wait(120)
+    assert scenario.holds(list(job.records)), scenario.claim

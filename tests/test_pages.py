@@ -135,11 +135,11 @@ def test_landscape_section_on_demand():
     _button(at, "Compute landscape").click()
     at.run()
     assert not at.exception
-    stored = at.session_state["two-branch:landscape"]
+    stored = at.session_state["page:two-branch"].landscape
     assert stored["random"].loss.shape == (11, 11) and stored["pca"].loss.shape == (11, 11)
     assert len(at.get("plotly_chart")) == before + 4  # contour, 3-D surface, PCA plane with path, interpolation
     at.run()  # a rerun keeps the landscape without recomputing it
-    assert at.session_state["two-branch:landscape"] is stored
+    assert at.session_state["page:two-branch"].landscape is stored
 
 
 def test_stability_map_section_with_a_tiny_grid(monkeypatch):

@@ -40,8 +40,12 @@ def test_k_slots_fifo_positions_and_cancel():
     assert [scheduler.position(w) for w in (waiters[0], waiters[1], waiters[3])] == [0, 1, 2]
     for b in blockers:
         scheduler.release(b)
-    time.sleep(0.2)
+    deadline = time.time() + 30
+    while len(order) < 2:  # the two slots are taken
+        assert time.time() < deadline
+        time.sleep(0.01)
     assert order == [0, 1] and scheduler.active == 2  # first come, first served; never more than 2
+    assert scheduler.position(waiters[3]) == 0  # and the fourth still waits, first in line
     for w in list(holding):
         scheduler.release(w)
     for t in threads:

@@ -72,7 +72,11 @@ def test_landscape_writes_nothing_partial(tmp_path):
     out = tmp_path / "land.csv"
     proc = subprocess.Popen([*LIB, "landscape", "policy-value", "--steps", "100000", "--out", str(out)], cwd=ROOT,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(8)
+    part = tmp_path / "land.csv.part"  # the command opens it before it trains: then it is inside the command
+    deadline = time.time() + 120
+    while not part.exists():
+        assert proc.poll() is None and time.time() < deadline, "the command ended before it was interrupted"
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
     assert proc.returncode == 130

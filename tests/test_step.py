@@ -51,19 +51,19 @@ def test_the_pure_optimizers_compute_what_keras_computes(name, keras_optimizer):
             np.testing.assert_array_equal(v.numpy(), p.numpy())
 
 
-def _numpy_terms(model, out, batch, hp, extra, settings):
-    _, y = batch
-    total = keras.ops.mean(keras.ops.square(out["y"] - y["y"]))
+def _numpy_terms(ctx):
+    total = keras.ops.mean(keras.ops.square(ctx.out["y"] - ctx.targets["y"]))
     # a numpy function: TensorFlow runs it, XLA cannot compile it
     doubled = tf.numpy_function(lambda v: np.float32(2.0) * v, [total], tf.float32, stateful=False)
     return {}, tf.reshape(doubled, ()) / 2.0
 
 
 def test_a_structure_xla_cannot_compile_keeps_the_plain_step_and_says_why(monkeypatch):
+    monkeypatch.setattr(step, "XLA", True)
     base = demos.DEMOS["max-mse"]
     monkeypatch.setitem(demos.DEMOS, "max-mse", demos.Demo(
         name="max-mse", build=base.build, make_data=base.make_data, terms=_numpy_terms, metrics=base.metrics,
-        term_names=(), metric_names=base.metric_names, numeric_keys=base.numeric_keys))
+        term_names=(), metric_names=base.metric_names, numeric_keys=base.numeric_keys, params=base.params))
     monkeypatch.setattr(step, "_STEPS", OrderedDict())
     with training.Trainer("max-mse", {}) as t:
         records = list(t.run(30))
@@ -84,12 +84,24 @@ def test_warm_compiles_the_default_structures_once(monkeypatch):
 
 
 def test_a_job_says_preparing_while_its_step_compiles(monkeypatch):
+    """The step's first call (its compile) is held until the test has read the status, so however fast the machine
+    compiles, the status is read while it prepares."""
     monkeypatch.setattr(step, "_STEPS", OrderedDict())
-    job = TrainingJob("max-mse", {"optimizer": "rmsprop"}, 40, scheduler=Scheduler(slots=2))  # a small compile
+    release = threading.Event()
+    first_call = step.Step._first_call
+
+    def held(self, *args, **kwargs):
+        release.wait(60)
+        return first_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(step.Step, "_first_call", held)
+    job = TrainingJob("max-mse", {"optimizer": "rmsprop"}, 40, scheduler=Scheduler(slots=2))
     seen = set()
-    while job.running:
+    while job.running and PREPARING not in seen:
         seen.add(job.status)
         time.sleep(0.01)
+    release.set()
+    assert job.wait(120)
     assert PREPARING in seen and job.status == "finished"
 
 
@@ -116,3 +128,25 @@ def test_many_threads_trace_one_structure_once(monkeypatch):
         thread.join(300)
     assert all(t.step == 40 for t in trainers)
     assert trainers[0].compiled.traces == 1 and len({id(t.compiled) for t in trainers}) == 1
+
+
+@pytest.mark.parametrize("demo", ["policy-value", "two-branch", "sparse-penalty", "max-mse", "custom"])
+def test_each_family_compiles_with_xla_and_gives_the_plain_steps_records(demo, monkeypatch):
+    """The suite runs the plain step (tests/conftest.py); the dashboard and the CLI run XLA. Each built-in family's
+    default structure compiles with XLA and trains as the plain step does: same columns, finite where it is, and
+    numbers equal but for XLA's rounding."""
+    runs = {}
+    for xla in (False, True):
+        monkeypatch.setattr(step, "XLA", xla)
+        monkeypatch.setattr(step, "_STEPS", OrderedDict())  # a step of its own for each
+        with training.Trainer(demo, {}, seed=1) as t:
+            runs[xla] = list(t.run(12))
+            assert t.compiled.xla is xla and t.compiled.xla_error is None
+    plain, compiled = runs[False], runs[True]
+    assert [list(r) for r in plain] == [list(r) for r in compiled]
+    for a, b in zip(plain, compiled):
+        for key, x in a.items():
+            if isinstance(x, float):
+                assert b[key] == pytest.approx(x, rel=1e-3, abs=1e-5, nan_ok=True), (key, a["step"])
+            else:
+                assert b[key] == x, key

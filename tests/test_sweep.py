@@ -4,10 +4,12 @@ import csv
 import math
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
+from lossviz.scheduler import Scheduler
 from lossviz import settings as config, sweep as sweeps
 from lossviz.cli import main
 from conftest import ROOT
@@ -110,13 +112,33 @@ def test_cli_sweep_bad_input_exits_2(args, words, tmp_path):
     assert len(lines) == 1 and words in lines[0], proc.stderr
 
 
+class _Gate(Scheduler):
+    """A line for a sweep's points that admits the first and holds the others until ``open`` is set, or the sweep
+    is stopped: a stop then lands with points still to run, however fast the machine."""
+
+    def __init__(self):
+        super().__init__(slots=1)
+        self.open = threading.Event()
+        self.admitted = 0
+
+    def acquire(self, owner, cancelled=lambda: False) -> bool:
+        while self.admitted >= 1 and not self.open.is_set():
+            if cancelled():
+                return False
+            self.open.wait(0.05)
+        self.admitted += 1
+        return super().acquire(owner, cancelled)
+
+
 def test_stop_keeps_the_finished_rows():
+    gate = _Gate()
     job = sweeps.SweepJob("max-mse", [("lr", ["0.001", "0.01", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6"])],
-                          steps=400, seed=0, jobs=1)
+                          steps=400, seed=0, jobs=1, scheduler=gate)
     deadline = time.time() + 120
-    while not job.rows and time.time() < deadline:
+    while not job.rows and time.time() < deadline:  # the first point ends; the second waits at the gate
         time.sleep(0.1)
     job.stop()
+    gate.open.set()
     assert job.wait(120)
     rows = job.finished_rows()
     assert 1 <= len(rows) < 8 and all(r["status"] != "error" for r in rows)

@@ -164,18 +164,35 @@ def _until(condition, seconds=60.0):
         time.sleep(0.05)
 
 
+class _Clock:
+    """The job's clock, moved by the test: "nobody has watched for a second" whatever the machine's load."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_play_nobody_watches_pauses_itself_and_play_goes_on():
-    job = TrainingJob("max-mse", {}, None)
-    job.unwatched_seconds = 1.0
+    clock = _Clock()
+    job = TrainingJob("max-mse", {}, None, start=False)
+    job.clock, job.unwatched_seconds = clock, 1.0
+    job.play()
+    _until(lambda: job.trainer.step > 0)
+    clock.now += 2.0  # nobody has drawn it for two seconds
     _until(lambda: not job.running)
     assert job.status == f"paused: {UNWATCHED}" and job.paused and job.trainer.step > 0
     stopped_at = job.trainer.step
     job.play()  # a page came back
     _until(lambda: job.trainer.step > stopped_at)
-    for _ in range(30):  # a page that keeps drawing keeps it going
+    for _ in range(10):  # a page that keeps drawing every half second keeps it going, chunk after chunk
+        step = job.trainer.step
         job.watched()
-        time.sleep(0.1)
+        clock.now += 0.5
+        _until(lambda: job.trainer.step > step)
     assert job.running and job.status == "running"
+    clock.now += 2.0
     _until(lambda: not job.running)
     assert job.status == f"paused: {UNWATCHED}"
 

@@ -15,7 +15,6 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from .. import usercode
 from ..data import Dataset
 
 KINDS = ("sigmoid", "softmax", "tanh", "linear")
@@ -42,15 +41,14 @@ def _kind(activation) -> str:
 
 
 def _symbolic(demo, model) -> dict[str, Any] | None:
-    """The model's outputs as symbolic tensors under the flat names the loss reads, or None."""
+    """The model's outputs as symbolic tensors under the flat names the loss reads (``Demo.symbolic_outputs``, or
+    the model's own dict of outputs), or None."""
+    if demo.symbolic_outputs is not None:
+        return demo.symbolic_outputs(model)
     try:
         out = model.output
     except (AttributeError, ValueError):
         return None
-    if usercode.is_file(demo.name):
-        code = usercode.load(demo.name)
-        if code.own_model:
-            return code.out_nest.flatten(out)
     return dict(out) if isinstance(out, Mapping) else None
 
 
@@ -193,7 +191,6 @@ class LossAt:
                              else np.broadcast_to(np.float32(v), (len(rows),) + self.z0[k].shape[1:]))
               for k, v in z.items()}
         trained, fixed, _, _ = self.state.parts()
-        settings = self.step.settings
         with tf.GradientTape() as tape:
             tape.watch(list(zt.values()))
             with self.step.scope(trained, fixed):
@@ -205,8 +202,7 @@ class LossAt:
                     out[key] = tf.constant(np.asarray(v, np.float32)[rows])
                 inputs = {k: tf.constant(v) for k, v in batch.inputs.items()}
                 targets = {k: tf.constant(v) for k, v in batch.targets.items()}
-                terms, total = self.trainer.demo.terms(self.step.model, out, (inputs, targets), self.trainer.hp,
-                                                       self.step.extra, settings)
+                terms, total = self.trainer.demo.terms(self.step.context(out, inputs, targets, self.trainer.hp))
         grads = tape.gradient(total, zt)
         n = len(rows)
         return Value(float(total), {k: float(v) for k, v in terms.items()},
