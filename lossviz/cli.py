@@ -183,11 +183,14 @@ def _int(text: str) -> int:
 def _train_with_progress(trainer, steps: int, desc: str, on_record=None) -> None:
     from tqdm import tqdm
 
+    from .shutdown import INTERRUPTED, raise_if_interrupted
+
     with tqdm(total=steps, unit="step", desc=desc, disable=None, file=sys.stderr) as bar:
-        for record in trainer.run(steps):
+        for record in trainer.run(steps, should_stop=INTERRUPTED.is_set):  # stops after the chunk a signal came in
             if on_record is not None:
                 on_record(record)
             bar.update(1)
+    raise_if_interrupted()
 
 
 def _train(args) -> int:
@@ -245,13 +248,17 @@ def _landscape(args) -> int:
     from tqdm import tqdm
 
     from . import records as rec
+    from .shutdown import raise_if_interrupted
     from .surfaces import random_landscape
 
     with _whole_file(args.out) as out, _trainer(args) as trainer:
         _train_with_progress(trainer, args.steps, f"{args.demo} train")
         with tqdm(total=args.resolution ** 2, unit="point", desc="landscape", disable=None, file=sys.stderr) as bar:
-            landscape = random_landscape(trainer, args.resolution, args.span, seed=args.seed,
-                                         on_progress=lambda f: bar.update(round(f * bar.total) - bar.n))
+            def progress(fraction):
+                raise_if_interrupted()
+                bar.update(round(fraction * bar.total) - bar.n)
+
+            landscape = random_landscape(trainer, args.resolution, args.span, seed=args.seed, on_progress=progress)
         rows = list(landscape.rows())
         rec.write_csv(rows, out, header=["alpha", "beta", "loss"])
         bad = sum(1 for r in rows if not math.isfinite(r["loss"]))

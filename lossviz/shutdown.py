@@ -40,15 +40,28 @@ def stop_all(timeout: float = JOIN_SECONDS) -> int:
     return len(jobs)
 
 
+INTERRUPTED = threading.Event()  # set by the signal: a loop checks it, should library code swallow the exception
+
+
 def terminate_as_interrupt() -> None:
     """In the main thread: SIGTERM raises ``KeyboardInterrupt``, so a command ends as on Ctrl-C (its finished
-    rows written, exit status 130). Elsewhere it does nothing."""
+    rows written, exit status 130), and both signals set ``INTERRUPTED`` (SIGINT only where it is not ignored, as
+    in a shell's background job). Elsewhere it does nothing."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupt)
 
 
 def _interrupt(signum, frame):
+    INTERRUPTED.set()
     raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """Raise ``KeyboardInterrupt`` when a signal came, even if the exception it raised was caught on the way."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 
 
 atexit.register(stop_all)  # no training thread is left inside TensorFlow when the interpreter ends
