@@ -1,12 +1,15 @@
 """Steps per second of the lossviz trainer (every probe on) versus ``model.fit``, same model, data, batch.
 
-    python benchmarks/train_step.py [--steps 2000] [--batch-size 32]
+    python benchmarks/train_step.py [--steps 2000] [--batch-size 32] [--sharpness-only]
 
 Prints, per demo, ``model.fit`` and the trainer with the per-term gradient probe (``term_grads``) off, at its
 default (every 10th step) and at every step, with each ratio to ``model.fit`` from this one run (aims, issue 20:
 the default >= 5x on the dense net, >= 4x on policy-value; CPU only); the time to compile the step with XLA beside
-the time to trace the plain step; then the two-branch weighting modes, trainer only. The trainer is timed as a
-page's run trains: ``Trainer.advance`` (the records go to the run's log; no dict per record).
+the time to trace the plain step; then the two-branch weighting modes, trainer only; then the cost of the
+sharpness probe (``sharpness`` off, every-50, every-10; aims, issue 29: every-50 at most 10% slower than off,
+every-10 at most 35%), the three interleaved round by round, with the median and the spread (min-max) of the rounds.
+The trainer is timed as a page's run trains: ``Trainer.advance`` (the records go to the run's log; no dict per
+record).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import argparse
 import os
 import sys
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -90,9 +95,47 @@ def policy_value(steps: int, batch: int) -> tuple[dict[str, float], float]:
     return trainer, fit
 
 
-def arguments() -> argparse.Namespace:
-    """``--steps`` and ``--batch-size``, printed with the machine's cores (shared with ``your_code.py``)."""
-    parser = argparse.ArgumentParser()
+SHARPNESS = ("off", "every-50", "every-10")
+ROUNDS = 5  # the sharpness section's rounds, each timing every setting once, in turn
+
+
+def sharpness_cost(demo: str, settings: dict, steps: int) -> dict[str, list[float]]:
+    """Steps per second of each ``SHARPNESS`` setting, one figure a round. Each trainer is warmed past its first
+    two measurements (the first iterates to convergence from a random vector; the later ones start warm)."""
+    trainers = {p: Trainer(demo, {**settings, "sharpness": p}, seed=0) for p in SHARPNESS}
+    rates: dict[str, list[float]] = {p: [] for p in SHARPNESS}
+    try:
+        for t in trainers.values():
+            t.advance(60)
+        for _ in range(ROUNDS):
+            for p, t in trainers.items():
+                start = time.perf_counter()
+                t.advance(steps)
+                rates[p].append(steps / (time.perf_counter() - start))
+    finally:
+        for t in trainers.values():
+            t.close()
+    return rates
+
+
+def print_sharpness_cost(steps: int, batch: int) -> None:
+    print("sharpness probe (steps/s: median, min-max of the rounds; cost: the median's slowdown against off):")
+    for demo, settings in (("sparse-penalty", {"variant": "logits", "batch_size": batch}),
+                           ("policy-value", {"batch_size": batch}),
+                           ("edge-of-stability", {"batch_size": "full", "optimizer": "sgd"})):
+        rates = sharpness_cost(demo, settings, steps)
+        off = float(np.median(rates["off"]))
+        for p, found in rates.items():
+            median = float(np.median(found))
+            cost = "" if p == "off" else f"   cost {off / median - 1:+.0%}"
+            print(f"{demo if p == 'off' else '':32s} sharpness={p:8s} {median:7.0f} steps/s "
+                  f"({min(found):.0f}-{max(found):.0f}){cost}")
+
+
+def arguments(parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """``--steps`` and ``--batch-size`` (and what ``parser`` adds), printed with the machine's cores (shared with
+    ``your_code.py``)."""
+    parser = parser or argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
@@ -101,7 +144,12 @@ def arguments() -> argparse.Namespace:
 
 
 def main() -> None:
-    args = arguments()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sharpness-only", action="store_true", help="only the sharpness probe's cost")
+    args = arguments(parser)
+    if args.sharpness_only:
+        print_sharpness_cost(args.steps, args.batch_size)
+        return
     for name, bench in (("sparse-penalty (3x100 dense)", sparse_penalty), ("policy-value (conv, two heads)", policy_value)):
         trainer, fit = bench(args.steps, args.batch_size)
         print(f"{name:32s} model.fit {fit:7.0f} steps/s; {compile_times(name.split()[0])}")
@@ -111,6 +159,7 @@ def main() -> None:
     for alpha in (0.5, "trainable", "uncertainty", "gradnorm", "pcgrad"):
         rate = trainer_rate("two-branch", {"alpha": alpha, "batch_size": args.batch_size}, args.steps)
         print(f"{'':32s} alpha={alpha!s:12s} {rate:7.0f} steps/s")
+    print_sharpness_cost(args.steps, args.batch_size)
 
 
 if __name__ == "__main__":

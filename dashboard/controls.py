@@ -30,8 +30,8 @@ def _grid(p: config.Param) -> list[float] | None:
     """The slider's values (None for a linear slider): the knob's declared decades, powers of two for the batch
     size, the integers around an int knob's default, and for a knob without a slider 0 and its default times
     0.01 ... 100 (log-spaced, with the default's sign)."""
-    if p.kind == "int" and p.key == "batch_size":
-        return [2 ** k for k in range(13) if p.check(2 ** k)]
+    if p.kind == "int" and p.key == "batch_size":  # and at the right end, the whole set (full)
+        return [2 ** k for k in range(13) if p.check(2 ** k)] + [v for v in (p.words or {}) if p.check(v)]
     if p.kind == "int":  # an int knob of a loss (a depth, an order, an axis): the integers around its default
         d = int(p.default)
         return [v for v in range(min(0, d - 4), max(d * 2, d + 8) + 1) if p.check(v)]
@@ -66,7 +66,14 @@ def _nearest(p: config.Param, value: float):
 
 
 def _label(v, p: config.Param) -> str:
+    if v in (p.words or {}):
+        return p.words[v]
     return "off" if v == 0 and p.slider is not None and p.slider.off_at_zero else f"{v:g}"
+
+
+def _text(p: config.Param, value) -> str:
+    """A value as the box shows it: its word (batch_size full), or the number."""
+    return (p.words or {}).get(value) or config.format_value(value)
 
 
 def _value_key(demo: str, p: config.Param, prefix: str) -> str:
@@ -94,7 +101,7 @@ def put(demo: str, key: str, value, prefix: str = "", settings: dict[str, Any] |
     if p.kind in ("choice", "formula"):
         st.session_state[where] = value
         return
-    st.session_state[where] = config.format_value(value)
+    st.session_state[where] = _text(p, value)
     _renew(where, "slider")
     _renew(where, "box")
 
@@ -105,7 +112,7 @@ def _slider_moved(demo: str, prefix: str, widget: str, p: config.Param) -> None:
         return  # an old instance's value, echoed by the browser: the knob has moved on since
     value = st.session_state[widget]
     value = int(value) if p.kind == "int" else float(value) if _grid(p) is not None else round(float(value), 6)
-    st.session_state[where] = config.format_value(value)
+    st.session_state[where] = _text(p, value)
     _renew(where, "box")
     _send(demo, p, prefix)
 
@@ -153,7 +160,7 @@ def knob(demo: str, p: config.Param, prefix: str = "", default: Any = None) -> A
         st.session_state.setdefault(where, default)
         return st.text_area("loss formula", key=where, height=110, help=p.help + ". " + FORMULA_HELP)
     if not isinstance(st.session_state.get(where), str):
-        st.session_state[where] = config.format_value(default)
+        st.session_state[where] = _text(p, default)
     raw = st.session_state[where]
     grid = _grid(p)
     left, right = st.columns([3, 2], vertical_alignment="bottom")

@@ -13,7 +13,7 @@ from .state import key as widget_key, page
 
 def section(demo: str, jobs: dict[str, Any], meta) -> None:
     """On demand, for a finished run: the random-plane landscape (contour and 3-D), the PCA plane with the
-    training path, and the initial-to-final interpolation. The result keeps the job it belongs to (a new run
+    training path, the initial-to-final interpolation, and the loss along the direction of greatest curvature. The result keeps the job it belongs to (a new run
     replaces it)."""
     here = page(demo)
     st.subheader("Landscape")
@@ -37,6 +37,8 @@ def section(demo: str, jobs: dict[str, Any], meta) -> None:
         except ValueError as e:
             result["pca"], result["warning"] = None, str(e)
         result["interpolation"] = surfaces.interpolation(trainer)
+        bar.progress(0.97, text="the sharpest direction")
+        result["sharpest"] = surfaces.sharpest_line(trainer)
         bar.progress(1.0, text=f"{resolution}x{resolution} grid, {len(trainer.snapshots)} weight snapshots")
         here.landscape = stored = result
     if not stored or not any(stored["job"] is job for job in jobs.values()):
@@ -52,3 +54,9 @@ def section(demo: str, jobs: dict[str, Any], meta) -> None:
     else:
         left.warning(stored["warning"])
     right.plotly_chart(charts.interpolation_chart(stored["interpolation"]), key=widget_key(demo, "land_interp"))
+    left, right = st.columns(2)
+    left.plotly_chart(charts.sharpest_chart(stored["sharpest"]), key=widget_key(demo, "land_sharpest"))
+    right.caption("Along the top eigenvector of the Hessian, the loss is closest to a parabola of curvature s (the "
+                  "sharpness). A gradient step multiplies the distance to its bottom by 1 - lr s: past the stability "
+                  "limit (lr s > 2 for plain gradient descent) that factor is below -1, and each step lands further "
+                  "up the other side (the arrow).")

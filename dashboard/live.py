@@ -8,8 +8,9 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from lossviz import charts, links, records, training
+from lossviz import charts, curvature, links, records, training
 from lossviz.jobs import TrainingJob
+from lossviz.knobs import FULL_BATCH
 from lossviz import settings as config
 
 from . import anatomy, controls, landscape, pacing
@@ -187,13 +188,22 @@ def _charts(current: dict[str, TrainingJob], names: dict[str, str], log_y: bool,
     """The live charts of the runs, from a bounded window of each run's records."""
     data = {names.get(name, name): records.window(job.records) for name, job in current.items()}
     every = next((job.trainer.term_every for job in current.values() if job.trainer.term_every), 0)
-    draw(charts.live_figures(data, every, log_y, smoothing=smoothing), len(data), every)
+    noisy = [names.get(name, name) for name, job in current.items()
+             if job.trainer.sharpness_every and job.trainer.settings["batch_size"] != FULL_BATCH]
+    note = (f"{', '.join(noisy)}: the sharpness is measured on each step's mini-batch, so it is noisier than the "
+            "full-batch sharpness the edge of stability is about (batch_size=full measures the whole set)."
+            if noisy else None)
+    draw(charts.live_figures(data, every, log_y, smoothing=smoothing), len(data), every, note)
 
 
-def draw(figures: dict[str, Any], runs: int, every: int) -> None:
-    """The charts of ``charts.live_figures`` in their places: the loss, the gradient norm and the metrics, a heatmap
-    per run, the gradient anatomy (the demo pages' live section, the Runs page)."""
+def draw(figures: dict[str, Any], runs: int, every: int, curvature_note: str | None = None) -> None:
+    """The charts of ``charts.live_figures`` in their places: the loss, the curvature, the gradient norm and the
+    metrics, a heatmap per run, the gradient anatomy (the demo pages' live section, the Runs page)."""
     st.plotly_chart(figures["loss_chart"], key="loss_chart")
+    if "curvature_chart" in figures:
+        st.plotly_chart(figures["curvature_chart"], key="curvature_chart")
+        if curvature_note:
+            st.caption(curvature_note)
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures["grad_chart"], key="grad_chart")
     c2.plotly_chart(figures["metrics_chart"], key="metrics_chart")
@@ -208,13 +218,17 @@ def _status(name: str, job: TrainingJob) -> None:
     if ahead is not None:
         status = f"queued, {ahead} ahead of you"
     words = f"{name}: {status}, step {step:,}"
+    edge = None
+    if job.trainer.sharpness_every and len(job.records):
+        edge = curvature.status(records.window(job.records), job.trainer.sharpness_every)
     if job.records.thinned:
         words += f" (older steps thinned to keep memory bounded: {len(job.records):,} records kept)"
     if job.steps is not None:
         st.progress(min(step / max(job.steps, 1), 1.0), text=f"{name}: {step} / {job.steps} steps"
-                    + ("" if status in ("running", "finished") else f" ({status})"))
+                    + ("" if status in ("running", "finished") else f" ({status})")
+                    + (f"; curvature: {edge}" if edge else ""))
     else:
-        st.markdown(words)
+        st.markdown(words + (f"; curvature: {edge}" if edge else ""))
     if job.error:
         st.error(f"{name} ended with an error: {job.error}")
 

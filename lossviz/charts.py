@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import gradients
+from . import curvature, gradients
 from .records import MARKED_CHANGES, frame, knob_changes
 from .curves import Curve, Surface
 
@@ -69,7 +69,7 @@ def thin(x, y, points: int | None) -> tuple[np.ndarray, np.ndarray]:
 def _line(x, y, points: int | None, **style) -> dict:
     """A line of a live chart: non-finite values as gaps (they are marked apart), thinned to ``points``."""
     x, y = thin(x, _finite(y), points)
-    return dict(type="scatter", x=x, y=y, mode="lines", **style)
+    return dict(type="scatter", x=x, y=y, **{"mode": "lines", **style})
 
 
 def smooth(values, weight: float) -> np.ndarray:
@@ -187,6 +187,27 @@ def grad_norm_chart(runs: Runs, points: int | None = HALF, smoothing: float = 0.
     shapes, notes = change_markers(runs)
     return _figure(traces, title, shapes=shapes, notes=notes, xaxis=dict(title="step"),
                    yaxis=dict(type="log", title=title.lower()))
+
+
+def curvature_chart(runs: Runs, points: int | None = HALF) -> go.Figure:
+    """The sharpness (solid, at the probe's steps) and the preconditioned sharpness (dotted) of every run that
+    measures it, with its optimizer's stability limit (dashed, every step: it follows lr), log scale; knob changes
+    marked as on the other charts."""
+    traces = []
+    for label, df, color in _each_run(runs):
+        if "sharpness" not in df or "stability_limit" not in df:
+            continue
+        at = df[gradients.measured_steps(df["step"].to_numpy(), curvature.period(df))]
+        traces.append(_line(at["step"], at["sharpness"], points, name=f"{label} sharpness", mode="lines+markers",
+                            line=dict(color=color, width=2), marker=dict(size=3)))
+        if "sharpness:preconditioned" in df:
+            traces.append(_line(at["step"], at["sharpness:preconditioned"], points, name=f"{label} preconditioned",
+                                line=dict(color=color, width=2, dash="dot")))
+        traces.append(_line(df["step"], df["stability_limit"], points, name=f"{label} stability limit",
+                            line=dict(color=color, width=1, dash="dash", shape="hv")))
+    shapes, notes = change_markers(runs)
+    return _figure(traces, "Curvature", subtitle="sharpness (largest Hessian eigenvalue) against the stability limit",
+                   shapes=shapes, notes=notes, xaxis=dict(title="step"), yaxis=dict(type="log", title="eigenvalue"))
 
 
 def _spikiest_columns(values: np.ndarray, points: int | None) -> np.ndarray:
@@ -505,6 +526,29 @@ def landscape_contour(landscape, log_scale: bool = False) -> go.Figure:
     return _layout(fig, title, height=480, subtitle=subtitle)
 
 
+def sharpest_chart(line) -> go.Figure:
+    """The loss along the direction of greatest curvature (``surfaces.SharpestLine``), its quadratic model, the
+    current weights, one gradient step at lr from them, and one from up the side (an arrow: across the valley is
+    an overshoot)."""
+    height = lambda t: float(np.interp(t, line.t, _finite(line.loss)))  # noqa: E731
+    traces = [dict(type="scatter", x=line.t, y=_finite(line.loss), mode="lines", name="loss along v",
+                   line=dict(color=COLORS[0], width=2)),
+              dict(type="scatter", x=line.t, y=line.quadratic, mode="lines", name="quadratic model",
+                   line=dict(color="grey", width=1, dash="dot")),
+              dict(type="scatter", x=[0.0, line.step], y=[height(0.0), height(line.step)], mode="markers+text",
+                   name="the weights, and one step at lr", text=["now", "one step"], textposition="top center",
+                   marker=dict(size=[10, 8], color=[COLORS[0], COLORS[1]], symbol=["circle", "diamond"]))]
+    arrow = dict(x=line.landing, y=height(line.landing), ax=line.start, ay=height(line.start), xref="x", yref="y",
+                 axref="x", ayref="y", showarrow=True, arrowhead=3, arrowcolor=COLORS[1],
+                 text=f"a step at lr {line.lr:.3g}", font=dict(color=COLORS[1], size=11))
+    ratio = line.sharpness / line.limit if line.limit and math.isfinite(line.limit) else math.nan
+    subtitle = (f"sharpness {line.sharpness:.4g}, 2/lr = {line.limit:.4g} ({ratio:.0%}): plain gradient steps; "
+                f"loss on {line.rows} rows")
+    return _figure(traces, "Loss along the sharpest direction", subtitle=subtitle, notes=[arrow],
+                   xaxis=dict(title="t along the top Hessian eigenvector"), yaxis=dict(title="loss"),
+                   hovermode="closest")
+
+
 def landscape_surface(landscape) -> go.Figure:
     """The same grid as a 3-D surface (non-finite points leave holes, counted in the title)."""
     z, bad = _landscape_z(landscape)
@@ -594,7 +638,7 @@ def live_figures(runs: Mapping[str, Any], every: int = 0, log_y: bool = False, t
                  smoothing: float = 0.0) -> dict[str, go.Figure]:
     """Every chart the live section of a page redraws while runs train, by its place on the page: the loss and its
     terms, the gradient norm, the metrics, a per-layer heatmap per run, and with the per-term probe (measured every
-    ``every`` steps; 0: off) each term's gradient norm and the cosines. ``runs``: label -> a bounded window of
+    ``every`` steps; 0: off) each term's gradient norm and the cosines, and with the sharpness probe the curvature. ``runs``: label -> a bounded window of
     the run's records (``records.window``). Thinned to what the charts' widths can show (``thinned=False``: every
     point of the window, as the page drew them before)."""
     full, half = (POINTS, HALF) if thinned else (None, None)
@@ -606,4 +650,7 @@ def live_figures(runs: Mapping[str, Any], every: int = 0, log_y: bool = False, t
     if every and probed:
         figures["term_grad_chart"] = term_grad_chart(probed, every, half)
         figures["term_cosine_chart"] = term_cosine_chart(probed, every, half)
+    sharp = {label: recs for label, recs in runs.items() if len(recs) and "sharpness" in frame(recs).columns}
+    if sharp:
+        figures["curvature_chart"] = curvature_chart(sharp, half)
     return figures

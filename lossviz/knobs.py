@@ -50,6 +50,7 @@ class Param:
     alias: Callable[[Any], tuple[str, Any] | None] | None = None  # a value that sets another key (alpha=trainable)
     implies: tuple[tuple[str, Any], ...] = ()  # set with it (a number for alpha means alpha_mode=fixed)
     widget: str = ""  # the name of its widget on a page, when not its key (alpha_mode's is "alpha:mode")
+    words: Mapping[Any, str] | None = None  # values written as words (batch_size 0: "full"), and read back
 
     @property
     def numeric(self) -> bool:
@@ -71,6 +72,9 @@ class Param:
     def parse(self, raw) -> Any:
         """A typed, checked value from a string (CLI) or a Python value (pages, API)."""
         value = raw
+        for word_of, word in (self.words or {}).items():
+            if isinstance(raw, str) and raw.strip() == word:  # batch_size=full
+                return word_of
         try:
             if self.kind == "formula":  # checked against its task by ``resolve``
                 return str(raw).strip()
@@ -96,46 +100,79 @@ def _decades(low: int, high: int, off_at_zero: bool = False) -> Slider:
     return Slider("log", low, high, off_at_zero=off_at_zero)
 
 
-def common(lr: float, batch_size: int = 32) -> list[Param]:
-    """The keys every run has (``COMMON_KEYS``), with a demo's default learning rate."""
+FULL_BATCH = 0  # batch_size=full: every step on the whole training set (full-batch gradient descent)
+
+
+def common(lr: float, batch_size: int = 32, optimizer: str = "adam", sharpness: str = "off") -> list[Param]:
+    """The keys every run has (``COMMON_KEYS``), with a demo's defaults."""
     return [
         Param("lr", lr, "float", "a finite number (negative means gradient ascent)", log_scale=True,
               help="learning rate", slider=_decades(-5, 0)),
-        Param("optimizer", "adam", "choice", "one of adam, sgd, rmsprop", choices=("adam", "sgd", "rmsprop"),
+        Param("optimizer", optimizer, "choice", "one of adam, sgd, rmsprop", choices=("adam", "sgd", "rmsprop"),
               structural=True),
-        Param("batch_size", batch_size, "int", "an integer from 1 to 4096", lambda v: 1 <= v <= 4096),
+        Param("batch_size", batch_size, "int", "an integer from 1 to 4096, or full", lambda v: 1 <= v <= 4096
+              or v == FULL_BATCH, alias=lambda raw: ("batch_size", FULL_BATCH) if str(raw).strip() == "full" else None,
+              words={FULL_BATCH: "full"},
+              help="samples a step; full: every step on the whole training set (full-batch gradient descent)"),
         Param("clipnorm", 0.0, "float", "a number >= 0 (0 = off)", lambda v: v >= 0,
               help="clip each gradient tensor to this norm, as Keras' clipnorm", slider=_decades(-3, 2, True)),
         Param("clipvalue", 0.0, "float", "a number >= 0 (0 = off)", lambda v: v >= 0,
               help="clip each gradient element to [-clipvalue, clipvalue]", slider=_decades(-3, 2, True)),
+        _sharpness(sharpness),
     ]
 
 
-def term_period(value: str) -> int:
-    """Steps between two measurements of the per-term gradient probe: ``off`` 0, ``every`` 1, ``every-k`` k."""
+def period(value: str, least: int = 2) -> int:
+    """Steps between two measurements of a probe: ``off`` 0, ``every`` 1, ``every-k`` k (k >= ``least``)."""
     if value == "off":
         return 0
     if value == "every":
         return 1
     head, _, k = value.partition("-")
-    if head != "every" or not k.isdigit() or not 2 <= int(k) <= 100_000:
+    if head != "every" or not k.isdigit() or not least <= int(k) <= 100_000:
         raise ValueError(value)
     return int(k)
 
 
-def _is_period(value: str) -> bool:
-    try:
-        return term_period(value) > 0
-    except ValueError:
-        return False
+def term_period(value: str) -> int:
+    """Steps between two measurements of the per-term gradient probe: ``off`` 0, ``every`` 1, ``every-k`` k."""
+    return period(value)
+
+
+def sharpness_period(value: str) -> int:
+    """Steps between two measurements of the sharpness: ``off`` 0, ``every`` 1, ``every-k`` k (k >= 1)."""
+    return period(value, least=1)
+
+
+def _measured(read: Callable[[str], int]) -> Callable[[str], bool]:
+    def accepts(value: str) -> bool:
+        try:
+            return read(value) > 0
+        except ValueError:
+            return False
+    return accepts
+
+
+def _graph_part(read: Callable[[str], int]) -> Callable[[str], str]:
+    """off / every / every-k: k reaches the step as a number, so only these three shape the graph."""
+    return lambda value: {0: "off", 1: "every"}.get(read(value), "every-k")
+
+
+def _sharpness(default: str) -> Param:
+    return Param("sharpness", default, "choice", "off, every or every-k with k an integer >= 1",
+                 choices=("off", "every-50", "every-10", "every"), accepts=_measured(sharpness_period),
+                 structural=True, graph_part=_graph_part(sharpness_period),
+                 help="the largest eigenvalue of the loss's Hessian (Cohen et al. 2021), by power iteration on "
+                      "Hessian-vector products, at step 1 and every k-th step; drawn against the optimizer's "
+                      "stability limit. Noisier with mini-batches: the edge of stability is a full-batch effect")
 
 
 TERM_GRADS_DEFAULT = "every-10"
 # one backward pass per loss term: measured on the steps it names (see benchmarks/train_step.py); k reaches the
 # step as a number, so only off / every / every-k shape the graph
 TERM_GRADS = Param("term_grads", TERM_GRADS_DEFAULT, "choice", "off, every or every-k with k an integer >= 2",
-                   choices=("every-10", "every", "every-50", "off"), accepts=_is_period, structural=True,
-                   graph_part=lambda v: {0: "off", 1: "every"}.get(term_period(v), "every-k"),
+                   choices=("every-10", "every", "every-50", "off"), accepts=_measured(term_period), structural=True,
+                   graph_part=_graph_part(term_period),
                    help="each loss term's gradient (norm per layer, cosine between terms): at every step, "
                         "every k-th step (and step 1), or off")
 
@@ -143,5 +180,5 @@ TASK = Param("task", "binary", "choice", "one of binary, regression", choices=("
              structural=True, help="binary: y, p and z = logit of p (the sparse-event data and net); "
                                    "regression: y, yhat and r = yhat - y (the max-mse data and net)")
 
-TRAINING_KEYS = ("lr", "optimizer", "batch_size", "clipnorm", "clipvalue", "term_grads")
+TRAINING_KEYS = ("lr", "optimizer", "batch_size", "clipnorm", "clipvalue", "sharpness", "term_grads")
 COMMON_KEYS = tuple(p.key for p in common(lr=1e-3)) + ("term_grads", "task")  # no knob of a file may take these

@@ -166,9 +166,12 @@ def live_change(demo: str, settings: Mapping[str, Any], key: str, raw) -> Any:
     during a run (one that shapes the compiled graph or the data)."""
     p = param(demo, key, settings)
     aliased = p.alias(raw) if p.alias is not None else None
-    if aliased is not None and param(demo, aliased[0], settings).effect != "live":
-        raise SettingError(f"{key}={raw} shapes the compiled graph, so it cannot change during a run: set it for the "
-                           "whole run")
+    if aliased is not None:
+        if param(demo, aliased[0], settings).effect != "live":
+            raise SettingError(f"{key}={raw} shapes the compiled graph, so it cannot change during a run: set it for "
+                               "the whole run")
+        if aliased[0] == key:  # a word for a value of its own (batch_size=full)
+            raw = aliased[1]
     if p.effect == "graph":
         raise SettingError(f"{key} shapes the compiled graph, so it cannot change during a run: set it for the whole "
                            "run")
@@ -218,7 +221,8 @@ def written(demo: str, settings: Mapping[str, Any]) -> list[tuple[str, Any]]:
         if p.key not in settings:
             continue
         if settings[p.key] != base[p.key] or p.key in always:
-            found.append((_written_key(demo, p, settings), settings[p.key]))
+            value = settings[p.key]
+            found.append((_written_key(demo, p, settings), (p.words or {}).get(value, value)))
     return found
 
 

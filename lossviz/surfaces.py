@@ -4,13 +4,14 @@ landscape of a trained model's loss around its weights.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
 
-from . import catalog
+from . import catalog, curvature, settings as config
 from .curves import Curve, Surface, probability_grid  # noqa: F401  (the figures' types, drawn by charts)
 from .demos import two_branch
 
@@ -97,10 +98,10 @@ class LossGrid:
     total loss on the first ``samples`` rows of the run's fixed evaluation sample.
     """
 
-    def __init__(self, trainer, samples: int = 128, points_per_call: int = 256):
+    def __init__(self, trainer, samples: int = 128, points_per_call: int = 256, batch=None):
         self.compiled = trainer.compiled
         self.fixed = list(trainer.state.fixed)
-        self.batch = trainer.eval_set.take(slice(0, samples))
+        self.batch = trainer.eval_set.take(slice(0, samples)) if batch is None else batch
         self.hp = trainer.hp
         self.points_per_call = points_per_call
         self._fn = _grid_function(self.compiled)
@@ -198,6 +199,51 @@ def interpolation(trainer, points: int = 41, low: float = -0.25, high: float = 1
     t = np.linspace(low, high, points)
     loss = LossGrid(trainer, samples)(start, direction, zeros, np.stack([t, np.zeros_like(t)], axis=1))
     return Curve("initial -> final", t, loss, np.gradient(loss, t), "t (0 = initial, 1 = final weights)")
+
+
+@dataclass(frozen=True)
+class SharpestLine:
+    """The loss along the direction of greatest curvature through a run's weights, ``w + t v`` with v the top
+    Hessian eigenvector, and one gradient step at the run's lr seen along it."""
+    t: np.ndarray
+    loss: np.ndarray
+    quadratic: np.ndarray  # loss(0) + g t + sharpness t^2 / 2: the second-order model the limit is derived from
+    sharpness: float
+    slope: float  # g = <gradient, v>
+    lr: float
+    step: float  # where one plain gradient step from t = 0 lands along v: -lr g
+    limit: float  # 2/lr, the limit of the plain gradient step drawn (Adam's and RMSprop's are for P^-1 H)
+    rows: int  # the batch the loss is on: the run's training set for batch_size=full, else its first batch
+    start: float  # a point up the side, t = -half/2, and where one gradient step at lr from it lands along v:
+    landing: float  # inside the valley when lr x sharpness < 2, across it (overshoot) when > 2
+
+
+def sharpest_line(trainer, points: int = 61) -> SharpestLine:
+    """The loss along the top Hessian eigenvector through the trained weights, on a batch of the size the run
+    trains on (its first rows), over a range wide enough to show both the step at lr and the curvature: a step
+    overshoots the minimum of the quadratic model when lr x sharpness > 2, and lands further up when it is > 4."""
+    step = trainer.compiled
+    batch = trainer.data.take(slice(0, trainer.batch))
+    weights = trainer.weights()
+    loss, grad, value, vector = step.sharpest([tf.constant(w, tf.float32) for w in weights],
+                                              list(trainer.state.fixed), batch.inputs, batch.targets, trainer.hp)
+    loss, sharpness, v = float(loss), float(value), vector.numpy().astype(np.float64)
+    slope = float(np.dot(grad.numpy(), v))
+    if slope > 0:  # the eigenvector's sign is arbitrary: point it downhill, the way the step goes
+        v, slope = -v, -slope
+    lr = float(config.effective_lr(trainer.demo.name, trainer.settings))
+    moved = -lr * slope
+    reach = math.sqrt(2 * max(abs(loss), 1e-6) / sharpness) if sharpness > 0 else 1.0  # where t^2 s/2 = the loss
+    half = max(1.5 * abs(moved), reach)
+    t = np.linspace(-half, half, points)
+    direction = _unflat(v, weights)
+    zeros = [np.zeros_like(w) for w in weights]
+    grid = LossGrid(trainer, batch=batch)
+    values = grid(weights, direction, zeros, np.stack([t, np.zeros_like(t)], axis=1))
+    start = -half / 2
+    landing = start - lr * float(np.interp(start, t, np.gradient(values, t)))
+    return SharpestLine(t, values, loss + slope * t + 0.5 * sharpness * t ** 2, sharpness, slope, lr, moved,
+                        curvature.limit("sgd", lr), len(batch), start, landing)
 
 
 def _check_resolution(resolution: int) -> None:

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from . import catalog, records, settings as config, shutdown
 from .data import Dataset
+from .knobs import FULL_BATCH, sharpness_period
 from .step import CHUNK, Counters, Layout, Numbers, State, Step, get as get_step
 
 EVAL_SIZE = 1024
@@ -44,6 +45,7 @@ class Trainer:
         self.stop_on_nonfinite = bool(stop_on_nonfinite)
         self.data = self.demo.make_data(self.settings, self.seed)
         self.term_every = config.term_period(self.settings.get("term_grads", "off"))  # 0: off
+        self.sharpness_every = sharpness_period(self.settings.get("sharpness", "off"))  # 0: off
         self.eval_set = self.demo.make_eval(self.settings, self.seed) or self.data.take(
             np.random.default_rng([self.seed, 2]).permutation(len(self.data))[:EVAL_SIZE])
         self._order = np.random.default_rng([self.seed, 1])
@@ -169,9 +171,15 @@ class Trainer:
         """The first record with a non-finite value, or None."""
         return records.first_nonfinite(self.records)
 
+    @property
+    def batch(self) -> int:
+        """Samples a step: the batch size, or the whole training set (``batch_size=full``, or a larger batch)."""
+        size = self.settings["batch_size"]
+        return len(self.data) if size == FULL_BATCH else min(size, len(self.data))
+
     def _next_batches(self, count: int) -> np.ndarray:
         """(count, B) sample indices: shuffled epochs, drop-last, from the run's own generator."""
-        b = min(self.settings["batch_size"], len(self.data))
+        b = self.batch
         need = count * b
         while len(self._queue) < need:
             perm = self._order.permutation(len(self.data))
@@ -192,7 +200,7 @@ class Trainer:
         """Compile the step of this run's structure for its batch size, training nothing; returns the seconds."""
         start = time.perf_counter()
         data, eval_set = self._data()
-        idx = np.zeros((CHUNK, min(self.settings["batch_size"], len(self.data))), np.int32)
+        idx = np.zeros((CHUNK, self.batch), np.int32)
         self.compiled.run(self.state, data, eval_set, idx, Numbers(0.0, 0.0, 0.0, self.hp), Counters(0, 1, 1, False))
         return time.perf_counter() - start
 
@@ -226,11 +234,12 @@ class Trainer:
             upcoming = self._next_scheduled()
             if upcoming is not None:
                 k = min(k, upcoming - self.step - 1)
-            idx = np.zeros((CHUNK, min(self.settings["batch_size"], len(self.data))), np.int32)
+            idx = np.zeros((CHUNK, self.batch), np.int32)
             idx[:k] = self._next_batches(k)
             numbers = Numbers(config.effective_lr(self.demo.name, self.settings), self.settings["clipnorm"],
                               self.settings["clipvalue"], self.hp)
-            counters = Counters(k, self.step + 1, max(self.term_every, 1), self.stop_on_nonfinite)
+            counters = Counters(k, self.step + 1, max(self.term_every, 1), self.stop_on_nonfinite,
+                                max(self.sharpness_every, 1))
             self.state, vectors, places = compiled.run(self.state, data, eval_set, idx, numbers, counters)
             self.records.append(self.step + 1, vectors, places, [float(self.settings[key]) for key in self.knobs])
             if len(vectors):

@@ -19,8 +19,8 @@ st.title("lossviz")
 st.markdown("Explore custom training losses of Keras models: pick a loss, turn its knobs, train a small model "
             "live and see its terms, its gradients per layer, and exactly when and where NaN or inf appear.")
 
-# a card per loss family with a formula of its own, two to a row; then the page for a formula of yours
-families = [name for name in demos.BUILT_IN if demos.DEMOS[name].page.latex]
+# a card per loss family with its curve, two to a row; then a link to each other page (a formula of yours)
+families = [name for name in demos.BUILT_IN if demos.DEMOS[name].page.card and demos.DEMOS[name].page.latex]
 for start in range(0, len(families), 2):
     for column, demo in zip(st.columns(2), families[start:start + 2]):
         card = family(demo)
@@ -33,9 +33,9 @@ for start in range(0, len(families), 2):
             st.plotly_chart(figure, key=f"home_{demo}")
             st.page_link(card["page"], label=f"Open {card['title']}", icon="➡️")
 
-for demo in (name for name in demos.BUILT_IN if not demos.DEMOS[name].page.latex):
-    card = family(demo)
+for demo in (name for name in demos.BUILT_IN if name not in families):
+    card, page = family(demo), demos.DEMOS[demo].page
     with st.container(border=True):
         st.subheader(card["title"])
         st.markdown(card["problem"])
-        st.page_link(card["page"], label="Write your own loss", icon="✍️")
+        st.page_link(card["page"], label=page.link or f"Open {card['title']}", icon="✍️" if page.link else "➡️")

@@ -255,6 +255,24 @@ def test_play_drag_a_slider_pause(server, browser):
     page.close()
 
 
+def test_curvature_scenario_trains_at_the_edge_and_the_chart_draws_it(server, browser):
+    """The edge-of-stability scenario in the browser: the sharpness climbs to 2/lr, lr doubles at step 1001, the
+    status says where the run is against its limit, and the Curvature chart draws the lines and the marker."""
+    page = browser.new_page(viewport={"width": 1280, "height": 2200})
+    page.goto(f"{server}/Curvature")
+    page.get_by_role("button", name="Run this scenario").click()
+    _wait_or_show(page, "1400 / 1400 steps", "curvature", timeout=180_000)
+    page.get_by_text(re.compile(r"curvature: at the edge of stability since step [0-9]+")).first.wait_for(
+        timeout=60_000)
+    page.locator("text.gtitle", has_text="Curvature").first.wait_for(timeout=60_000)
+    page.locator("text.annotation-text", has_text="lr 0.3 -> 0.6").first.wait_for(timeout=60_000)
+    page.get_by_text("Download A as CSV").wait_for(timeout=60_000)
+    _no_exception(page)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "curvature.png"), full_page=True)
+    page.close()
+
+
 def _set_and_train(page, values: dict[str, str], steps: int) -> None:
     """Type each knob's value in its box, set the step budget and press Train (which sends them all)."""
     for key, value in values.items():

@@ -171,8 +171,8 @@ def test_cli_json_and_exit_codes(capsys):
     assert table.splitlines()[0].split() == ["severity", "id", "finding"] and "clean" in table
     assert cli.main(["check", "sparse-penalty", "--set", "alpha=3"]) == 2
     assert capsys.readouterr().err.strip() == ("lossviz: error: unknown key 'alpha' for sparse-penalty; allowed: lr, "
-                                               "optimizer, batch_size, clipnorm, clipvalue, variant, penalty, epsilon, "
-                                               "positive_rate, term_grads")
+                                               "optimizer, batch_size, clipnorm, clipvalue, sharpness, variant, penalty, "
+                                               "epsilon, positive_rate, term_grads")
 
 
 # ----------------------------------------------------------------------------- the page

@@ -8,15 +8,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT
+from lossviz import demos
 from lossviz.training import train
 
-PAGES = {
-    "policy-value": "pages/1_Policy_value.py",
-    "two-branch": "pages/2_Two_branch.py",
-    "sparse-penalty": "pages/3_Sparse_penalty.py",
-    "max-mse": "pages/4_Max_MSE.py",
-    "custom": "pages/5_Your_loss.py",
-}
+PAGES = {name: demos.DEMOS[name].page.file for name in demos.BUILT_IN}
 
 
 def _app(path: str) -> AppTest:
@@ -137,7 +132,9 @@ def test_landscape_section_on_demand():
     assert not at.exception
     stored = at.session_state["page:two-branch"].landscape
     assert stored["random"].loss.shape == (11, 11) and stored["pca"].loss.shape == (11, 11)
-    assert len(at.get("plotly_chart")) == before + 4  # contour, 3-D surface, PCA plane with path, interpolation
+    assert stored["sharpest"].sharpness > 0
+    # contour, 3-D surface, PCA plane with path, interpolation, the sharpest direction
+    assert len(at.get("plotly_chart")) == before + 5
     at.run()  # a rerun keeps the landscape without recomputing it
     assert at.session_state["page:two-branch"].landscape is stored
 

@@ -163,7 +163,7 @@ def test_clipping_limits_the_update():
 
 def test_bad_settings_raise_setting_error():
     for demo, overrides in [("nope", {}), ("two-branch", {"alpha": 2}), ("sparse-penalty", {"epsilon": 0}),
-                            ("sparse-penalty", {"lr": float("nan")}), ("max-mse", {"batch_size": 0}),
+                            ("sparse-penalty", {"lr": float("nan")}), ("max-mse", {"batch_size": 5000}),
                             ("policy-value", {"penalty": 3})]:
         with pytest.raises(config.SettingError):
             Trainer(demo, overrides)

@@ -12,7 +12,8 @@ The probes (ids in ``IDS``):
   rays out of the outputs (``unbounded``), the gradient near a zero residual (``exploding-gradient``);
 - training (``runs``, skipped by ``quick``): a short run (``term-off``, ``term-drowned``, ``constant-predictor``),
   one fixed batch (``cannot-overfit``: "overfit one batch first"), a scan over lr x the main knob on the sweep
-  machinery (``nan-in-scan``).
+  machinery (``nan-in-scan``), and the short run's sharpness against the optimizer's stability limit
+  (``past-stability-limit``, with the scan's NaNs and stalls it explains).
 
 A probe that cannot run on a loss says so as an ``info`` finding.
 """
@@ -24,7 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .. import catalog, settings as config
-from . import edges, runs
+from . import edges, runs, stability
 from .advice import advisor
 from .findings import IDS, SEVERITIES, Finding, num, ranked  # noqa: F401  (the package's names)
 from .heads import LossAt
@@ -63,6 +64,7 @@ def check(demo: str, settings: Mapping[str, Any] | None = None, seed: int = 0, q
         findings += edges.exploding_gradient(at, suggest)
         findings += runs.term_drowned(trainer, live, suggest)
         notes += _unmatched(at)
+    short, scanned = None, []
     if "short run" in parts:
         say(0.15, f"a short run of {runs.SHORT_STEPS} steps")
         short = runs.short_run(name, settings, seed)
@@ -82,11 +84,14 @@ def check(demo: str, settings: Mapping[str, Any] | None = None, seed: int = 0, q
         def row(i, r):
             done.append(i)
             say(0.5 + 0.5 * len(done) / 12, f"scan: {len(done)} cells done")
-        found, _ = runs.scan(name, settings, seed, suggest, jobs=jobs, on_row=row)
+        found, scanned = runs.scan(name, settings, seed, suggest, jobs=jobs, on_row=row)
         findings += found
+    if short is not None:
+        findings += stability.past_stability_limit(short, suggest, scanned)
     if quick:
         notes.append(Finding("clean", "info", "--quick: the short run, the one-batch run and the scan were skipped "
-                             "(term-off, term-drowned, constant-predictor, cannot-overfit, nan-in-scan).", {}))
+                             "(term-off, term-drowned, constant-predictor, cannot-overfit, nan-in-scan, "
+                             "past-stability-limit).", {}))
     if not any(f.severity in ("error", "warning") for f in findings):
         findings.append(Finding("clean", "info", "No error or warning: " + ", ".join(parts) + " passed.",
                                 {"parts": parts}))

@@ -16,6 +16,7 @@ GENERAL = {
     "term-off": "keep each weight away from its bounds (uncertainty weighting, or a fixed weight)",
     "term-drowned": "raise the weight of the drowned term until the shares are comparable",
     "nan-in-scan": "keep the learning rate below the boundary, or clip the gradient norm",
+    "past-stability-limit": "lower lr until the sharpness is under the optimizer's stability limit",
     "cannot-overfit": "check the sign, the reduction axis and every term on one batch before a full run",
 }
 

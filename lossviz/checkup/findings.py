@@ -8,7 +8,7 @@ from typing import Any
 
 SEVERITIES = ("error", "warning", "info")
 IDS = ("nonfinite-at-edge", "dead-gradient", "unbounded", "exploding-gradient", "constant-predictor", "term-off",
-       "term-drowned", "nan-in-scan", "cannot-overfit", "clean")
+       "term-drowned", "nan-in-scan", "past-stability-limit", "cannot-overfit", "clean")
 
 
 @dataclass

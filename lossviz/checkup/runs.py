@@ -13,6 +13,7 @@ from .. import gradients, records as rec, settings as config
 from ..data import Dataset
 from ..training import Trainer
 from .edges import perfect_loss
+from . import stability
 from .findings import Finding, num
 from .heads import LossAt, classes as classes_of
 
@@ -45,8 +46,9 @@ def sample(data: Dataset, size: int, seed: int) -> Dataset:
 
 
 def short_run(demo: str, settings: Mapping[str, Any], seed: int, steps: int = SHORT_STEPS) -> Trainer:
-    """A run of ``steps`` steps at the settings, with the per-term probe on where the loss has terms."""
-    settings = dict(settings)
+    """A run of ``steps`` steps at the settings, with the per-term probe on where the loss has terms and the sharpness
+    probe on (``stability``)."""
+    settings = stability.with_probe(dict(settings))
     if len(config.terms(demo)) > 1 and settings.get("term_grads", "off") == "off":
         settings["term_grads"] = config.TERM_GRADS_DEFAULT
     trainer = Trainer(demo, settings, seed)

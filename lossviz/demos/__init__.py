@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..knobs import SettingError
 from .demo import Context, Demo, Page, View  # noqa: F401  (the package's names)
-from . import custom, max_mse, policy_value, sparse_penalty, two_branch
+from . import custom, edge_of_stability, max_mse, policy_value, sparse_penalty, two_branch
 
 DEMOS: dict[str, Demo] = {}
 
@@ -35,7 +35,7 @@ def names() -> tuple[str, ...]:
     return tuple(name for name in DEMOS if not name.partition(":")[0].endswith(".py"))
 
 
-for _family in (policy_value, two_branch, sparse_penalty, max_mse, custom):
+for _family in (policy_value, two_branch, sparse_penalty, max_mse, edge_of_stability, custom):
     register(_family.DEMO)
 
 BUILT_IN = tuple(DEMOS)  # the families and the formula, in the navigation's order

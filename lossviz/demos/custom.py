@@ -135,7 +135,8 @@ DEMO = Demo(
                 "and stability map, and a Keras class to copy. The text is parsed and compiled into `keras.ops`; "
                 "nothing you type is executed.",
         nav_title="Your loss (a formula)", icon=":material/functions:", address="Your_loss",
-        file="pages/5_Your_loss.py", view=view, header="formula", diagnosis="In the formula"),
+        file="pages/5_Your_loss.py", view=view, header="formula", diagnosis="In the formula",
+        link="Write your own loss"),
     diagnose=diagnose,
     curves=loss_curves,
     presets=formula.PRESETS,

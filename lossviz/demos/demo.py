@@ -58,6 +58,8 @@ class Page:
     view: View | Callable[[Settings], View] | None = None
     header: str | None = None
     diagnosis: str = "Where it was born"  # what the NaN panel calls the demo's own diagnosis
+    card: bool = True  # the home page draws its loss's curve in a card of its own (else a link)
+    link: str = ""  # the home page's link to it (default: "Open <title>")
 
     def view_of(self, settings: Settings) -> View | None:
         return self.view(settings) if callable(self.view) else self.view
