@@ -85,3 +85,29 @@ def smoothing_slider(key: str) -> float:
     return st.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key=key,
                      help="the debiased exponential moving average TensorBoard draws; the raw values stay faint "
                           "behind, and NaN/inf never enter the average")
+
+
+PRESENT_FONT = 20  # px: the presenter view's body text; its charts' axes and legends as large
+PRESENT_CSS = f"""<style>
+html, body, [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li {{
+  font-size: {PRESENT_FONT}px; }}
+h1 {{ font-size: 1.9rem !important; padding: 0 0 0.3rem 0 !important; }}
+[data-testid="stHeader"] {{ display: none; }}
+.block-container, [data-testid="stMainBlockContainer"] {{ padding-top: 0.6rem !important; padding-bottom: 1rem; }}
+</style>"""
+
+
+def presenter_style() -> None:
+    """Large type and no page header: the presenter views (a demo page's toggle, the Lessons page's present=1).
+    Our own style sheet: no user text goes into it."""
+    st.markdown(PRESENT_CSS, unsafe_allow_html=True)
+
+
+def legible(fig, height: int, font: int = PRESENT_FONT):
+    """A chart for a projector: taller, and its axes, legend and title at the size of the body text."""
+    fig.update_layout(height=height, font=dict(size=font), legend=dict(font=dict(size=font)),
+                      title=dict(font=dict(size=font + 2)))
+    fig.update_xaxes(tickfont=dict(size=font), title_font=dict(size=font))
+    fig.update_yaxes(tickfont=dict(size=font), title_font=dict(size=font))
+    fig.update_annotations(font_size=font - 4)  # subplot titles and knob-change labels
+    return fig

@@ -4,17 +4,18 @@ reproducing command."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import streamlit as st
 
-from lossviz import charts, curvature, links, records, training
+from lossviz import charts, curvature, html_report, links, records, training
 from lossviz.jobs import TrainingJob
 from lossviz.knobs import FULL_BATCH
 from lossviz import settings as config
 
 from . import anatomy, controls, landscape, pacing
-from .common import fmt, smoothing_slider
+from .common import fmt, legible, smoothing_slider
 from .state import Meta, jobs, key, page
 
 TABLE_ROWS = 200
@@ -117,7 +118,9 @@ def transport(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any]
 
 
 def section(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any], errors: list[str],
-            extra_view: Callable[[Any], None] | None) -> None:
+            extra_view: Callable[[Any], None] | None, present: bool = False) -> None:
+    """The transport, the runs' status and charts, and after a run its views and tables (``present``: the
+    presenter view, the transport and the loss chart alone)."""
     _schedule_note(demo)
     transport(demo, runs, choice, errors)
     mismatch = _mismatch(demo, runs, choice["seed"]) if not errors else []
@@ -131,8 +134,8 @@ def section(demo: str, runs: dict[str, dict[str, Any]], choice: dict[str, Any], 
                 "(until Pause; move the sliders while it trains).")
         return
     running = any(job.running for job in current.values())
-    _live(demo, running)
-    if not running:
+    _live(demo, running, present)
+    if not running and not present:
         shown = {labels(demo).get(name, name): job for name, job in current.items()}
         if extra_view is not None and any(len(job.records) for job in current.values()):
             extra_view(shown)
@@ -154,7 +157,7 @@ def _schedule_note(demo: str) -> None:
         st.rerun()
 
 
-def _live(demo: str, running: bool) -> None:
+def _live(demo: str, running: bool, present: bool = False) -> None:
     pace = page(demo).pace
     pace.asked = None  # a full run of the page declares the fragment again: the browser's timer restarts
 
@@ -169,8 +172,13 @@ def _live(demo: str, running: bool) -> None:
         for name, job in current.items():
             job.watched()  # a Play run nobody draws pauses itself
             _status(names.get(name, name), job)
-        _nan_panel(demo, current)
-        if draw:
+        if not present:
+            _nan_panel(demo, current)
+        if draw and present:  # the loss chart alone, large (its red crosses mark the NaNs)
+            data = {names.get(name, name): records.window(job.records) for name, job in current.items()}
+            st.plotly_chart(legible(charts.loss_chart(data, st.session_state.get(key(demo, "log_y"), False)), 520),
+                            key="loss_chart")
+        elif draw:
             _charts(current, names, st.session_state.get(key(demo, "log_y"), False),
                     st.session_state.get(key(demo, "smoothing"), 0.0))
         pacing.done(pace, running)
@@ -281,6 +289,11 @@ def _changes(job: TrainingJob) -> list[tuple[int, str, Any]]:
     return [(step, key, new) for step, key, _, new in records.knob_changes(job.records)]
 
 
+def _html(recs, name: str, command: str, title: str) -> str:
+    """A run's standalone HTML report, built when its button is pressed (a callable: no 5 MB on every rerun)."""
+    return html_report.of_csv(recs.csv(), name, command, f"lossviz: {title}").html()
+
+
 def _tables(demo: str) -> None:
     st.subheader("Runs")
     names = labels(demo)
@@ -290,8 +303,13 @@ def _tables(demo: str) -> None:
             continue
         shown = names.get(name, name)
         st.markdown(f"**{shown}** - {job.trainer.step} steps, final loss {fmt(recs[-1]['loss'])}")
-        st.code(config.cli_command(demo, _initial(job), job.trainer.step, job.trainer.seed, changes=_changes(job)),
-                language="bash")
-        st.download_button(f"Download {name} as CSV", recs.csv(), file_name=f"lossviz-{demo}-{name}.csv",
-                           mime="text/csv", key=key(demo, f"download:{name}"))
+        command = config.cli_command(demo, _initial(job), job.trainer.step, job.trainer.seed, changes=_changes(job))
+        st.code(command, language="bash")
+        file = f"lossviz-{demo}-{name}"
+        left, right, _ = st.columns([1, 1, 3])
+        left.download_button(f"Download {name} as CSV", recs.csv(), file_name=f"{file}.csv", mime="text/csv",
+                             key=key(demo, f"download:{name}"))
+        right.download_button("Download as HTML", functools.partial(_html, recs, f"{file}.csv", command, shown),
+                              file_name=f"{file}.html", mime="text/html", key=key(demo, f"download_html:{name}"),
+                              help="one standalone file with this run's charts (opens offline, no lossviz needed)")
         st.dataframe(charts.display(recs[-TABLE_ROWS:]), height=240, key=key(demo, f"table:{name}"))

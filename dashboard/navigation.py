@@ -23,17 +23,18 @@ from .paths import ROOT
 
 HOME = ("pages/home.py", "Home", ":material/home:", "")
 RUNS = ("pages/6_Runs.py", "Runs (CSV files)", ":material/folder_open:", "Runs")
+LESSONS = ("pages/8_Lessons.py", "Lessons", ":material/school:", "Lessons")
 
 
 def _pages() -> tuple[tuple[str, str, str, str], ...]:
     """The dashboard's pages: (file, title in the navigation, icon, address); the home page, every demo that declares
-    a page file (``Demo.page``), and the Runs page."""
+    a page file (``Demo.page``), the Lessons page and the Runs page."""
     found = [HOME]
     for name in demos.names():
         page = demos.DEMOS[name].page
         if page is not None and page.file:
             found.append((page.file, page.nav_title or page.title, page.icon, page.address))
-    return (*found, RUNS)
+    return (*found, LESSONS, RUNS)
 
 
 PAGES = _pages()

@@ -9,8 +9,8 @@ import streamlit as st
 from . import checkup, controls, formula_view, live, scenarios, sessions, stability, views
 from lossviz import catalog, usercode
 
-from .common import analytic_figure, family as family_of, jobs, surface_figure
-from .state import page
+from .common import analytic_figure, family as family_of, jobs, presenter_style, surface_figure
+from .state import key, page
 
 HEADERS = {"formula": formula_view.header}  # the sections a demo's page may draw above its scenarios
 
@@ -31,11 +31,17 @@ def demo_page(demo: str) -> None:
     sessions.watch()  # this session's runs stop once its browser is gone
     family = family_of(demo)
     st.title(family["title"])
-    st.markdown(family["problem"])
-    if family["note"]:  # what of a file's loss is not a knob, and why
-        st.info(family["note"])
-    if family["latex"]:
-        st.latex(family["latex"])
+    present = st.toggle("presenter view", key=key(demo, "present"),
+                        help="for a projector: only the transport, the knobs on the left and the loss chart, in "
+                             "large type")
+    if present:
+        presenter_style()
+    else:
+        st.markdown(family["problem"])
+        if family["note"]:  # what of a file's loss is not a knob, and why
+            st.info(family["note"])
+        if family["latex"]:
+            st.latex(family["latex"])
     controls.read_query(demo)
     here = page(demo)
     warning, here.query_warning = here.query_warning, None
@@ -49,10 +55,16 @@ def demo_page(demo: str) -> None:
     for message in errors:
         st.error(message)
     header = HEADERS.get(family["header"])
-    if header is not None and "A" in runs:
+    if header is not None and "A" in runs and not present:
         header(runs["A"])
-    scenarios.section(demo)
+    if not present:
+        scenarios.section(demo)
     scenarios.autostart(demo, lambda: _start(demo, runs, choice, errors))
+    if present:
+        live.section(demo, runs, choice, errors, None, present=True)
+        if not errors:
+            controls.write_query(demo, live.run_state(demo, runs, choice))
+        return
 
     if "A" in runs:
         items = tuple(sorted(runs["A"].items()))

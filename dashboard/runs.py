@@ -4,14 +4,13 @@ lines, and drawn from a bounded window of its rows."""
 
 from __future__ import annotations
 
+import functools
 import time
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lossviz import charts, records, runfiles
-from lossviz.surfaces import Landscape
+from lossviz import charts, html_report as report, records, runfiles
 
 from . import live, navigation
 from .common import fmt, smoothing_slider
@@ -112,6 +111,22 @@ def _draw(found: list[runfiles.RunFile], log_y: bool, smoothing: float) -> None:
         _sweep(f)
     for f in (f for f in found if f.kind == "landscape"):
         _landscape(f)
+    _downloads(found)
+
+
+def _downloads(found: list[runfiles.RunFile]) -> None:
+    """A standalone HTML report of each file, built when its button is pressed."""
+    if not found:
+        return
+    st.caption("Share a run as one file: its charts in a standalone HTML page (opens offline, no lossviz needed).")
+    for column, f in zip(st.columns(min(len(found), 4)) * ((len(found) + 3) // 4), found):
+        stem = f.name.rsplit(".", 1)[0]
+        column.download_button("Download as HTML", functools.partial(_html, f), file_name=f"{stem}.html",
+                               mime="text/html", key=f"runs:html:{f.name}", help=f"the report of {f.name}")
+
+
+def _html(f: runfiles.RunFile) -> str:
+    return report.report([f], f"lossviz: {f.name}").html()
 
 
 def _label(f: runfiles.RunFile) -> str:
@@ -157,42 +172,30 @@ def _train_charts(files: list[runfiles.RunFile], log_y: bool, smoothing: float) 
 
 
 def _fit_charts(files: list[runfiles.RunFile], log_y: bool, smoothing: float) -> None:
-    data = _windows(files)
-    st.plotly_chart(charts.loss_chart(data, log_y, smoothing=smoothing), key="runs:fit_loss")
+    loss, update, metrics, *heatmaps = report.fit_figures(_windows(files), log_y, smoothing)
+    st.plotly_chart(loss, key="runs:fit_loss")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.grad_norm_chart(data, smoothing=smoothing, column="update_norm", title="Update norm"),
-                    key="runs:fit_update")
-    c2.plotly_chart(charts.metrics_chart(data, smoothing=smoothing), key="runs:fit_metrics")
-    for i, (label, table) in enumerate(data.items()):
-        st.plotly_chart(charts.layer_heatmap(table, f"({label})", prefix="update_norm", title="Update norm per layer"),
-                        key=f"runs:fit_heatmap_{i}")
+    c1.plotly_chart(update, key="runs:fit_update")
+    c2.plotly_chart(metrics, key="runs:fit_metrics")
+    for i, heatmap in enumerate(heatmaps):
+        st.plotly_chart(heatmap, key=f"runs:fit_heatmap_{i}")
 
 
 def _sweep(f: runfiles.RunFile) -> None:
-    t = f.table
-    keys = list(t.columns[:list(t.columns).index("status")])[:2]
-    if not keys:
-        st.error(f"{f.name}: a sweep file without grid columns before status")
-        return
     st.subheader(f"Sweep: {f.name}")
-    colours = [c for c in ("final_loss", "best_loss", "max_grad_norm") if c in t] + \
-              [c for c in t.columns if c.startswith("metric:") or c.startswith("share:") or c == "mean_cos"]
-    color = st.selectbox("colour the cells by", colours, key=f"runs:sweep_color:{f.name}")
-    rows = [{k: ("" if isinstance(v, float) and np.isnan(v) and k in runfiles.TEXT_COLUMNS else v)
-             for k, v in row.items()} for row in t.to_dict("records")]
-    x_values = list(dict.fromkeys(t[keys[0]].tolist()))
-    y_values = list(dict.fromkeys(t[keys[1]].tolist())) if len(keys) > 1 else None
-    st.plotly_chart(charts.stability_map(rows, keys, x_values, y_values, color), key=f"runs:sweep:{f.name}")
+    try:
+        color = st.selectbox("colour the cells by", report.sweep_colours(f), key=f"runs:sweep_color:{f.name}")
+        st.plotly_chart(report.sweep_figure(f, color), key=f"runs:sweep:{f.name}")
+    except runfiles.RunFileError as e:
+        st.error(str(e))
 
 
 def _landscape(f: runfiles.RunFile) -> None:
-    t = f.table
-    alpha, beta = np.unique(t["alpha"].to_numpy(float)), np.unique(t["beta"].to_numpy(float))
-    if len(alpha) * len(beta) != len(t):
-        st.error(f"{f.name}: {len(t)} rows are not a full grid of {len(alpha)} x {len(beta)} points")
+    try:
+        landscape = report.landscape_of(f)
+    except runfiles.RunFileError as e:
+        st.error(str(e))
         return
-    grid = t.pivot(index="beta", columns="alpha", values="loss").reindex(index=beta, columns=alpha).to_numpy(float)
-    landscape = Landscape(alpha, beta, grid, "random")
     st.subheader(f"Landscape: {f.name}")
     c1, c2 = st.columns(2)
     c1.plotly_chart(charts.landscape_contour(landscape), key=f"runs:contour:{f.name}")

@@ -38,6 +38,14 @@ _xla_cache()
 __version__ = "0.1.0"
 
 
+def report(sources, title: str = "lossviz report"):
+    """A standalone HTML report of lossviz CSVs (paths or ``runfiles.RunFile``s): the Runs page's charts, plotly.js
+    inline; a notebook shows it inline, ``.write(path)`` saves it (``lossviz.html_report``)."""
+    from .html_report import report as build
+
+    return build(sources, title)
+
+
 def __getattr__(name):
     """``lossviz.keras`` (the Recorder callback) on first use: ``import lossviz`` stays free of TensorFlow."""
     if name == "keras":

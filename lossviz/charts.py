@@ -21,7 +21,9 @@ from .curves import Curve, Surface
 Records = Sequence[dict[str, Any]]
 Runs = Mapping[str, Records]
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
-DASHES = ("dash", "dot", "dashdot", "longdash")
+RUN_DASHES = ("solid", "dot", "dash", "dashdot")  # runs A, B, ... (a projector tells dashes apart, not shades)
+TERM_COLORS = ("#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#e377c2")  # none of the first two runs'
+
 # Points per line of a live chart: about one per pixel of a full-width chart (half of it for a half-width one).
 # More cannot be seen, and every point is sent to the browser at every redraw.
 POINTS = 800
@@ -159,13 +161,14 @@ def loss_chart(runs: Runs, log_y: bool = False, points: int | None = POINTS, smo
     :func:`smooth`."""
     traces = []
     shapes, notes = change_markers(runs)
-    for label, df, color in _each_run(runs):
+    for i, (label, df, color) in enumerate(_each_run(runs)):
+        dash = RUN_DASHES[i % len(RUN_DASHES)]  # a run by its dash (and its total's colour), a term by its colour
         traces += _lines(df["step"], df["loss"], points, smoothing, name=f"{label} loss",
-                         line=dict(color=color, width=2))
+                         line=dict(color=color, width=2.5, dash=dash))
         terms = [c for c in df.columns if c.startswith("loss:")]
         for j, term in enumerate(terms):
             traces += _lines(df["step"], df[term], points, smoothing, name=f"{label} {term[5:]}",
-                             line=dict(color=color, width=1, dash=DASHES[j % len(DASHES)]))
+                             line=dict(color=TERM_COLORS[j % len(TERM_COLORS)], width=1.5, dash=dash))
         traces += _nonfinite_marks(df, "loss", color, label)
         first = df[df["nonfinite"] > 0]
         if not first.empty:
@@ -258,8 +261,6 @@ def _probed(runs: Runs, every: int):
             continue
         yield label, df[gradients.measured_steps(df["step"], every)], RUN_DASHES[i % len(RUN_DASHES)]
 
-
-RUN_DASHES = ("solid", "dot", "dash", "dashdot")
 
 
 def term_grad_chart(runs: Runs, every: int = 1, points: int | None = HALF) -> go.Figure:

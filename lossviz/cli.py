@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="a JSON list of {id, severity, message, evidence, suggestion}")
     check.add_argument("--quick", action="store_true", help="skip the short run, the one-batch run and the scan")
     check.set_defaults(steps=1)
+    rep = sub.add_parser("report", help="a standalone HTML report of lossviz CSVs (the Runs page's charts, offline)")
+    rep.add_argument("files", nargs="+", metavar="RUN.csv", help="CSVs of train, sweep, landscape or a Recorder")
+    rep.add_argument("--out", required=True, help="the HTML file to write")
+    rep.add_argument("--title", default="lossviz report")
     board = sub.add_parser("dashboard", help="serve the dashboard (Streamlit) on 127.0.0.1, as tensorboard --logdir")
     board.add_argument("files", nargs="*", metavar="FILE.py", help="files of your own code, each a page")
     board.add_argument("--runs", default=None, metavar="DIR", help="a folder of lossviz CSVs for the Runs page")
@@ -82,7 +86,8 @@ def dashboard_command(files: Sequence[str], runs: str | None, port: int) -> list
     extra = [absolute(f) for f in files] + (["--runs", str(Path(runs).resolve())] if runs else [])
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
             "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-            "--runner.postScriptGC", "false", "--browser.gatherUsageStats", "false", "--", *extra]
+            "--runner.postScriptGC", "false", "--runner.magicEnabled", "false", "--browser.gatherUsageStats", "false",
+            "--", *extra]
 
 
 def _dashboard(args) -> int:
@@ -198,6 +203,10 @@ def _train(args) -> int:
 
     with _output(args.out, args.stdout) as out, _trainer(args, stop_on_nonfinite=args.stop_on_nonfinite) as trainer:
         writer = rec.CsvWriter(out)
+        if args.out != "-":  # beside the CSV, what reproduces it (a report shows it): as a sweep's meta file
+            with open(f"{args.out}.lossviz.json", "w") as f:
+                json.dump({"demo": args.demo, "seed": args.seed, "steps": args.steps, "command": config.cli_command(
+                    args.demo, args.settings, args.steps, args.seed, changes=args.schedule)}, f)
 
         def write(record):
             writer.write(record)
@@ -242,6 +251,24 @@ def _whole_file(path: str):
     finally:
         if os.path.exists(part):
             os.remove(part)
+
+
+def _report(args) -> int:
+    from . import runfiles
+    from .html_report import report
+
+    try:
+        found = report(args.files, args.title)
+        with _whole_file(args.out) as out:
+            out.write(found.html())
+    except runfiles.RunFileError as e:
+        print(f"lossviz: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"lossviz: error: {args.out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {len(found.shared)} run(s)", file=sys.stderr)
+    return 0
 
 
 def _landscape(args) -> int:
@@ -345,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "dashboard":
         return _dashboard(args)
+    if args.command == "report":
+        return _report(args)
     from .shutdown import terminate_as_interrupt
 
     terminate_as_interrupt()  # SIGTERM ends a run as Ctrl-C does: finished rows kept, exit 130

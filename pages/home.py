@@ -39,3 +39,9 @@ for demo in (name for name in demos.BUILT_IN if name not in families):
         st.subheader(card["title"])
         st.markdown(card["problem"])
         st.page_link(card["page"], label=page.link or f"Open {card['title']}", icon="✍️" if page.link else "➡️")
+
+with st.container(border=True):
+    st.subheader("Teaching a class")
+    st.markdown("Lessons, one per question: a question for the room, its answer behind Reveal, a run and the chart it "
+                "is about, step by step; a presenter view for a projector, and every step in the address.")
+    st.page_link("pages/8_Lessons.py", label="Open the lessons", icon="🎓")

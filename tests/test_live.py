@@ -62,7 +62,7 @@ def test_every_numeric_knob_is_a_column_and_int_stays_int():
     ("sparse-penalty", {"positive_rate": 0.1}, "positive_rate shapes the run's data"),
     ("sparse-penalty", {"epsilon": 0.7}, "epsilon must be a number in (0, 0.5)"),
     ("max-mse", {"lr": float("nan")}, "lr must be a finite number"),
-    ("max-mse", {"batch_size": 0}, "batch_size must be an integer"),
+    ("max-mse", {"batch_size": 5000}, "batch_size must be an integer"),
     ("max-mse", {"penalty": 3}, "unknown key 'penalty'"),
 ])
 def test_set_refuses_with_the_key_named(demo, knobs, words):

@@ -212,3 +212,25 @@ def test_run_table_spells_nan_and_shows_compact_numbers():
     for value in table["grad_norm"].tolist()[:2] + table["metric:mean_pred"].tolist()[:2]:
         mantissa = value.split("e")[0].replace("-", "").replace(".", "").lstrip("0")
         assert 1 <= len(mantissa) <= 5, value  # at most 5 significant digits
+
+
+def test_the_presenter_toggle_keeps_the_transport_the_knobs_and_the_loss_chart():
+    at = _app(PAGES["sparse-penalty"])
+    at.toggle(key="sparse-penalty:present").set_value(True).run()
+    assert not at.exception and not at.latex and not at.expander  # no formula, scenarios, check-up, stability map
+    _train(at, "sparse-penalty", 20)
+    assert not at.exception
+    import json
+
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert titles == ["Loss and its terms"] and not at.dataframe  # the loss chart alone, no tables
+    assert _button(at, "Train") and at.sidebar.text_input  # the transport and the knobs stay
+    at.toggle(key="sparse-penalty:present").set_value(False).run()
+    assert len(at.get("plotly_chart")) >= 6 and at.latex
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Download A as CSV", "Download as HTML"]
+    from dashboard.live import _html  # what the button's callable builds when pressed
+
+    job = list(at.session_state["jobs"]["sparse-penalty"].values())[0]
+    page = _html(job.records, "lossviz-sparse-penalty-A.csv", "python -m lossviz train sparse-penalty", "A")
+    assert "python -m lossviz train sparse-penalty" in page and 'id="chart-0"' in page and "<script src" not in page

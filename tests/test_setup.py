@@ -35,7 +35,8 @@ def test_browser_tests_fail_without_chromium_under_ci():
 def test_navigation_titles():
     titles = [title for _, title, _, _ in PAGES]
     assert titles == ["Home", "Policy / value (AlphaGo Zero)", "Two branches, weighted", "Sparse-penalty BCE",
-                      "Maximised MSE", "Your loss (a formula)", "Runs (CSV files)"]
+                      "Maximised MSE", "Curvature (edge of stability)", "Your loss (a formula)", "Lessons",
+                      "Runs (CSV files)"]
     assert all((ROOT / path).exists() for path, _, _, _ in PAGES)
     assert {family["page"] for family in FAMILIES.values()} <= {ROOT / path for path, _, _, _ in PAGES}
 

@@ -92,7 +92,7 @@ SCENARIOS = (
         NAME, "neg-lr", "MSE with a negative learning rate",
         {"variant": "neg-lr", "optimizer": "sgd", "lr": 0.5}, 300,
         "Plain SGD on the MSE with lr = -0.5 takes exactly the steps of SGD on -MSE with lr = 0.5: the same climb, "
-        "but the loss shown is the MSE itself, rising.",
+        "but the loss shown is the MSE itself, rising. A negative lr is gradient ascent on whatever the loss is.",
         "the MSE (here the loss) rises by more than 0.05",
         lambda r: mean(r, "loss", -20) > mean(r, "loss", 0, 20) + 0.05),
 )

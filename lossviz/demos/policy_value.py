@@ -125,7 +125,8 @@ SCENARIOS = (
         NAME, "masked", "Masked logits: illegal moves get exactly 0",
         {"mask": "logits"}, 300,
         "The legal-move mask sets illegal logits to -inf before the softmax: their probability is exactly 0 at "
-        "every step (illegal_mass = 0, never NaN), and the loss falls.",
+        "every step (illegal_mass = 0, never NaN), and the loss falls. The legal moves' probabilities still sum "
+        "to 1: the mask changes where the mass goes, not how much there is.",
         "illegal_mass is exactly 0 at every step and the loss falls",
         lambda r: finite(r) and max(column(r, "metric:illegal_mass")) == 0.0
         and mean(r, "loss", -30) < mean(r, "loss", 0, 30)),
@@ -133,7 +134,8 @@ SCENARIOS = (
         NAME, "raise-c", "Raise c in c||theta||^2 while it trains",
         {"mask": "logits", "c": 1e-4}, 400,
         "At step 201 c goes from 1e-4 to 0.05 (the marker): the l2 term jumps about 500-fold and dominates the "
-        "loss; the optimizer then spends its steps shrinking the kernels, and the l2 term falls again.",
+        "loss; the optimizer then spends its steps shrinking the kernels, and the l2 term falls again. Watch "
+        "the terms on the loss chart, and their own gradients in the gradient anatomy.",
         "the l2 term jumps over 100-fold at step 201, then falls over 5-fold by the end",
         lambda r: finite(r) and mean(r, "loss:l2", 200, 205) > 100 * mean(r, "loss:l2", 190, 200)
         and mean(r, "loss:l2", -10) < mean(r, "loss:l2", 200, 205) / 5,

@@ -128,7 +128,7 @@ SCENARIOS = (
         NAME, "uncertainty", "Uncertainty weighting (Kendall et al. 2018)",
         {"alpha": "uncertainty"}, 200,
         "Learned log-variances weight each branch by exp(-s) and pay s for it, so neither weight can run to 0 "
-        "for free: the effective alpha moves, but stays strictly inside (0, 1).",
+        "for free: the effective alpha moves, but stays strictly inside (0, 1). Both branches keep learning.",
         "alpha stays strictly inside (0, 1)",
         lambda r: 0.0 < min(column(r, "alpha")) and max(column(r, "alpha")) < 1.0),
     Scenario(
