@@ -190,8 +190,9 @@ def _live(lesson: lessons.Lesson, index: int, step: lessons.Step, present: bool)
 def _charts(step: lessons.Step, window, present: bool) -> None:
     figures = charts.live_figures({"run": window})
     shown = [figures[name] for name in step.charts if name in figures]
+    height, font = (440, PRESENT_FONT) if present else (400, 14)
     for fig in shown:
-        legible(fig, 440, PRESENT_FONT) if present else legible(fig, 400, 14)
+        legible(fig, height, font)
     if len(shown) == 2 and not present:
         left, right = st.columns(2)
         left.plotly_chart(shown[0], key="lessons:chart_0")

@@ -32,7 +32,19 @@ def _tanh_net_loss(data, shapes):
     return loss
 
 
+_EXPLICIT: dict = {}
+
+
 def _hessian_and_gradient(trainer):
+    """The explicit Hessian and gradient at the run's initial weights, on its data; computed once per seed and
+    weights (the Jacobian of 1249 gradients takes seconds, and the tests here share seed 0)."""
+    key = (trainer.seed, b"".join(w.tobytes() for w in trainer.initial_weights))
+    if key not in _EXPLICIT:
+        _EXPLICIT[key] = _hessian_and_gradient_now(trainer)
+    return _EXPLICIT[key]
+
+
+def _hessian_and_gradient_now(trainer):
     weights = trainer.initial_weights
     flat = tf.constant(np.concatenate([w.reshape(-1) for w in weights]).astype(np.float64))
     loss = _tanh_net_loss(trainer.data, [w.shape for w in weights])
