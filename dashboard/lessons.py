@@ -12,15 +12,15 @@ import urllib.parse
 
 import streamlit as st
 
-from lossviz import charts, lessons, links, records, settings as config
+from lossviz import charts, demos, lessons, links, records, settings as config
 from lossviz.jobs import TrainingJob
 
+from . import sessions
 from .common import PRESENT_FONT, legible, presenter_style
 from .state import jobs
 
 RUN = "lesson"  # this session's run of the step on screen: jobs(RUN)["A"]
 INTERVAL = 0.5
-
 
 
 def presenting() -> bool:
@@ -29,6 +29,7 @@ def presenting() -> bool:
 
 
 def lessons_page() -> None:
+    sessions.watch()  # the step's run stops once this browser is gone, as a demo page's runs do
     lesson, index, problems = _from_address()
     present = presenting()
     if present:
@@ -132,8 +133,6 @@ def _transport(lesson: lessons.Lesson, index: int, step: lessons.Step) -> None:
 
 def _page_address(scenario) -> str:
     """The demo page's address of the step's run (settings, seed 0, length, schedule)."""
-    from lossviz import demos
-
     state = links.RunState(dict(config.resolve(scenario.demo, scenario.settings)), 0, scenario.steps,
                            schedule=list(scenario.schedule))
     query = urllib.parse.urlencode(links.to_query(scenario.demo, state), doseq=True)
