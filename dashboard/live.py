@@ -175,8 +175,8 @@ def _live(demo: str, running: bool, present: bool = False) -> None:
         if not present:
             _nan_panel(demo, current)
         if draw and present:  # the loss chart alone, large (its red crosses mark the NaNs)
-            data = {names.get(name, name): records.window(job.records) for name, job in current.items()}
-            st.plotly_chart(legible(charts.loss_chart(data, st.session_state.get(key(demo, "log_y"), False)), 520),
+            st.plotly_chart(legible(charts.loss_chart(_windows(current, names),
+                                                      st.session_state.get(key(demo, "log_y"), False)), 520),
                             key="loss_chart")
         elif draw:
             _charts(current, names, st.session_state.get(key(demo, "log_y"), False),
@@ -194,7 +194,7 @@ def _live(demo: str, running: bool, present: bool = False) -> None:
 
 def _charts(current: dict[str, TrainingJob], names: dict[str, str], log_y: bool, smoothing: float = 0.0) -> None:
     """The live charts of the runs, from a bounded window of each run's records."""
-    data = {names.get(name, name): records.window(job.records) for name, job in current.items()}
+    data = _windows(current, names)
     every = next((job.trainer.term_every for job in current.values() if job.trainer.term_every), 0)
     noisy = [names.get(name, name) for name, job in current.items()
              if job.trainer.sharpness_every and job.trainer.settings["batch_size"] != FULL_BATCH]
@@ -202,6 +202,11 @@ def _charts(current: dict[str, TrainingJob], names: dict[str, str], log_y: bool,
             "full-batch sharpness the edge of stability is about (batch_size=full measures the whole set)."
             if noisy else None)
     draw(charts.live_figures(data, every, log_y, smoothing=smoothing), len(data), every, note)
+
+
+def _windows(current: dict[str, TrainingJob], names: dict[str, str]) -> dict[str, Any]:
+    """A bounded window of each run's records, by the run's label: what the live charts draw."""
+    return {names.get(name, name): records.window(job.records) for name, job in current.items()}
 
 
 def draw(figures: dict[str, Any], runs: int, every: int, curvature_note: str | None = None) -> None:

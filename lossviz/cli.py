@@ -204,7 +204,7 @@ def _train(args) -> int:
     with _output(args.out, args.stdout) as out, _trainer(args, stop_on_nonfinite=args.stop_on_nonfinite) as trainer:
         writer = rec.CsvWriter(out)
         if args.out != "-":  # beside the CSV, what reproduces it (a report shows it): as a sweep's meta file
-            with open(f"{args.out}.lossviz.json", "w") as f:
+            with open(f"{args.out}{rec.META_SUFFIX}", "w") as f:
                 json.dump({"demo": args.demo, "seed": args.seed, "steps": args.steps, "command": config.cli_command(
                     args.demo, args.settings, args.steps, args.seed, changes=args.schedule)}, f)
 
@@ -306,7 +306,7 @@ def _sweep(args) -> int:
     todo = [i for i, point in enumerate(args.points) if _point_key(point) not in done]
     if args.resume:
         print(f"resuming: {len(done)} of {len(args.points)} points already in {args.out}", file=sys.stderr)
-    with open(f"{args.out}.lossviz.json", "w") as f:
+    with open(f"{args.out}{rec.META_SUFFIX}", "w") as f:
         json.dump(meta, f)
     rows: dict[int, dict] = {}
     with open(args.out, "a" if done else "w", newline="") as out, tqdm(
@@ -347,8 +347,10 @@ def _point_key(point) -> tuple:
 def _resumed_rows(args, header, meta) -> dict[tuple, dict]:
     """The rows of an interrupted sweep of the same grid, seed and steps, by grid point; refuses another sweep's
     file in one line."""
+    from .records import META_SUFFIX
+
     try:
-        with open(f"{args.out}.lossviz.json") as f:
+        with open(f"{args.out}{META_SUFFIX}") as f:
             before = json.load(f)
         with open(args.out, newline="") as f:
             reader = csv.DictReader(f)

@@ -26,8 +26,6 @@ import plotly.graph_objects as go
 from . import charts, records, runfiles
 from .surfaces import Landscape
 
-SIDECAR = ".lossviz.json"  # beside a train CSV written by ``train --out``: the run's demo, settings and command
-
 
 @dataclass(frozen=True)
 class Shared:
@@ -50,7 +48,7 @@ def read(path: str | os.PathLike) -> Shared:
 
 def _command_beside(path: Path) -> str | None:
     try:
-        meta = json.loads(Path(f"{path}{SIDECAR}").read_text())
+        meta = json.loads(Path(f"{path}{records.META_SUFFIX}").read_text())
     except (OSError, ValueError):
         return None
     command = meta.get("command") if isinstance(meta, dict) else None

@@ -17,6 +17,7 @@ MARKED_CHANGES = 20  # the latest knob changes a chart marks (a redraw stays che
 MAX_ROWS = 100_000  # a run's log holds at most this many records (about 20 MB for the widest demo)
 RECENT_ROWS = 20_000  # ... and always every step of the most recent ones
 KNOB_PREFIX = "set:"
+META_SUFFIX = ".lossviz.json"  # beside a CSV the CLI writes: what made it (a train's command, a sweep's grid)
 
 
 def columns(records: Sequence[dict[str, Any]]) -> list[str]:
