@@ -5,7 +5,8 @@
 The file (``benchmarks/sparse_logits_file.py``) holds the sparse-penalty loss from logits, with lossviz's net and
 data as its ``model`` and ``data``. Printed: the file's run, ``sparse-penalty --set variant=logits`` (both with the
 per-term probe off: the file's loss has no terms), and ``model.fit`` on the same net, data and batch with the same
-loss (aims, issue 17: >= 0.9x the built-in, >= 1.5x ``model.fit``). Each figure is the best of three.
+loss (aims, issue 17: >= 0.9x the built-in, >= 1.5x ``model.fit``). Each figure is the best of the interleaved
+rounds (``--rounds``), with their spread.
 """
 
 from __future__ import annotations
@@ -20,16 +21,13 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 from lossviz.training import Trainer  # noqa: E402
 
-from train_step import arguments, fit_rate, trainer_rate  # noqa: E402
+from train_step import arguments, keras_default, line, rounds, trainer  # noqa: E402
 
 FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sparse_logits_file.py")
 
 
 def main() -> None:
     args = arguments()
-    file_rate = trainer_rate(FILE, {"batch_size": args.batch_size}, args.steps)
-    builtin = trainer_rate("sparse-penalty", {"variant": "logits", "term_grads": "off", "batch_size": args.batch_size},
-                           args.steps)
     with Trainer("sparse-penalty", {}, seed=0) as t:
         x, y = t.data.inputs, t.data.targets["y"]
     net = models.sparse_penalty()
@@ -39,10 +37,16 @@ def main() -> None:
     def from_logits(y_true, z):
         return -ops.mean(10.0 * y_true * ops.log_sigmoid(z) + (1.0 - y_true) * ops.log_sigmoid(-z), axis=-1)
 
-    fit = fit_rate(single, from_logits, x, y, args.steps, args.batch_size)
-    print(f"file ({os.path.basename(FILE)})           {file_rate:7.0f} steps/s")
-    print(f"built-in sparse-penalty, logits      {builtin:7.0f} steps/s   file / built-in {file_rate / builtin:.2f}x")
-    print(f"model.fit, same net and loss         {fit:7.0f} steps/s   file / model.fit {file_rate / fit:.2f}x")
+    rates = rounds({
+        f"file ({os.path.basename(FILE)})": trainer(FILE, {"batch_size": args.batch_size}),
+        "built-in sparse-penalty, logits": trainer(
+            "sparse-penalty", {"variant": "logits", "term_grads": "off", "batch_size": args.batch_size}),
+        "model.fit, same net and loss": keras_default(single, from_logits, x, y, args.batch_size),
+    }, args.steps, args.rounds)
+    (file_label, file_rate), (builtin_label, builtin), (fit_label, fit) = rates.items()
+    print(line(file_label, file_rate))
+    print(line(builtin_label, builtin) + f"   file / built-in {max(file_rate) / max(builtin):.2f}x")
+    print(line(fit_label, fit) + f"   file / model.fit {max(file_rate) / max(fit):.2f}x")
 
 
 if __name__ == "__main__":

@@ -201,7 +201,19 @@ def _charts(current: dict[str, TrainingJob], names: dict[str, str], log_y: bool,
     note = (f"{', '.join(noisy)}: the sharpness is measured on each step's mini-batch, so it is noisier than the "
             "full-batch sharpness the edge of stability is about (batch_size=full measures the whole set)."
             if noisy else None)
-    draw(charts.live_figures(data, every, log_y, smoothing=smoothing), len(data), every, note)
+    draw(charts.live_figures(data, every, log_y, smoothing=smoothing), len(data), every, note,
+         _metrics_note(current.values()))
+
+
+def _metrics_note(jobs) -> str | None:
+    """Under the metrics chart: how often a run measures them on its held-out sample (the setting ``metrics``)."""
+    held_out = {(j.trainer.metrics_every, len(j.trainer.eval_set)) for j in jobs if j.trainer.demo.metrics_on_eval}
+    if not held_out:
+        return None
+    every, rows = min(held_out)
+    when = "at every step" if every == 1 else f"at step 1 and every {every} steps"
+    return (f"Metrics measured on {rows:,} held-out rows {when} (the setting metrics), carried in between: "
+            "every-10 measures more often, and trains slower.")
 
 
 def _windows(current: dict[str, TrainingJob], names: dict[str, str]) -> dict[str, Any]:
@@ -209,7 +221,8 @@ def _windows(current: dict[str, TrainingJob], names: dict[str, str]) -> dict[str
     return {names.get(name, name): records.window(job.records) for name, job in current.items()}
 
 
-def draw(figures: dict[str, Any], runs: int, every: int, curvature_note: str | None = None) -> None:
+def draw(figures: dict[str, Any], runs: int, every: int, curvature_note: str | None = None,
+         metrics_note: str | None = None) -> None:
     """The charts of ``charts.live_figures`` in their places: the loss, the curvature, the gradient norm and the
     metrics, a heatmap per run, the gradient anatomy (the demo pages' live section, the Runs page)."""
     st.plotly_chart(figures["loss_chart"], key="loss_chart")
@@ -220,6 +233,8 @@ def draw(figures: dict[str, Any], runs: int, every: int, curvature_note: str | N
     c1, c2 = st.columns(2)
     c1.plotly_chart(figures["grad_chart"], key="grad_chart")
     c2.plotly_chart(figures["metrics_chart"], key="metrics_chart")
+    if metrics_note:
+        c2.caption(metrics_note)
     for i in range(runs):
         st.plotly_chart(figures[f"heatmap_{i}"], key=f"heatmap_{i}")
     anatomy.live(figures, every)

@@ -22,6 +22,9 @@ SLICE_SECONDS = 0.25  # a run holds its slot this long when the runs waiting for
 UNWATCHED_SECONDS = float(os.environ.get("LOSSVIZ_UNWATCHED_SECONDS", "60"))
 UNWATCHED = "nobody is watching"
 PREPARING = "preparing the trainer"
+# a run's first call trains one step, so its first record comes as soon as the step is compiled, even when a room
+# of newcomers waits for the same compile (benchmarks/classroom.py); the records are the same in any chunking
+FIRST_CHUNK = 1
 
 
 class TrainingJob:
@@ -91,7 +94,8 @@ class TrainingJob:
                 held = time.perf_counter()
                 try:
                     while True:
-                        done = self.trainer.advance(self.chunk if left is None else min(self.chunk, left), self.chunk)
+                        size = FIRST_CHUNK if self.trainer.step == 0 else self.chunk
+                        done = self.trainer.advance(size if left is None else min(size, left), self.chunk)
                         if left is not None:
                             left -= done
                         if (done == 0 or self._stop.is_set() or not self.can_continue
@@ -113,6 +117,7 @@ class TrainingJob:
 
     def _halt(self) -> None:
         self._stop.set()
+        self.scheduler.wake()  # out of the line at once, if waiting
         if self._thread is not None:
             self._thread.join()
 
@@ -153,6 +158,7 @@ class TrainingJob:
         self._stopped = True
         self.paused = False
         self._stop.set()
+        self.scheduler.wake()
 
     def set(self, **knobs) -> None:
         """Knob changes from the next chunk on; see :meth:`Trainer.set`."""

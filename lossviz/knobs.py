@@ -144,6 +144,11 @@ def sharpness_period(value: str) -> int:
     return period(value, least=1)
 
 
+def metrics_period(value: str) -> int:
+    """Steps between two measurements of the held-out metrics: ``every`` 1, ``every-k`` k (k >= 1)."""
+    return period(value, least=1)
+
+
 def _measured(read: Callable[[str], int]) -> Callable[[str], bool]:
     def accepts(value: str) -> bool:
         try:
@@ -176,9 +181,19 @@ TERM_GRADS = Param("term_grads", TERM_GRADS_DEFAULT, "choice", "off, every or ev
                    help="each loss term's gradient (norm per layer, cosine between terms): at every step, "
                         "every k-th step (and step 1), or off")
 
+METRICS_DEFAULT = "every-50"
+# the held-out metrics: one forward pass over the evaluation sample (1,024 rows) on the steps it names; measured on
+# the dense net, that pass costs about 4 of its training steps at batch 32 (benchmarks/train_step.py --parts), so
+# every-10 slowed training by a quarter. Which steps measure is a number fed to the step: no value shapes the graph
+METRICS = Param("metrics", METRICS_DEFAULT, "choice", "every or every-k with k an integer >= 1",
+                choices=("every-50", "every-10", "every"), accepts=_measured(metrics_period), structural=True,
+                graph_part=lambda value: "measured",
+                help="how often the metrics are measured on the held-out sample: at step 1 and every k-th step (the "
+                     "records in between carry the latest measurement)")
+
 TASK = Param("task", "binary", "choice", "one of binary, regression", choices=("binary", "regression"),
              structural=True, help="binary: y, p and z = logit of p (the sparse-event data and net); "
                                    "regression: y, yhat and r = yhat - y (the max-mse data and net)")
 
-TRAINING_KEYS = ("lr", "optimizer", "batch_size", "clipnorm", "clipvalue", "sharpness", "term_grads")
-COMMON_KEYS = tuple(p.key for p in common(lr=1e-3)) + ("term_grads", "task")  # no knob of a file may take these
+TRAINING_KEYS = ("lr", "optimizer", "batch_size", "clipnorm", "clipvalue", "sharpness", "term_grads", "metrics")
+COMMON_KEYS = tuple(p.key for p in common(lr=1e-3)) + ("term_grads", "metrics", "task")  # no knob of a file may take these

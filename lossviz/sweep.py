@@ -222,6 +222,7 @@ def _run_local(demo, overrides, steps, seed, jobs, done, should_stop, scheduler=
                 running[future] = index
                 if scheduler is not None:
                     slots[future] = place
+                    future.add_done_callback(lambda _: scheduler.wake())  # a point waiting for a slot looks again
             if not running:
                 if should_stop() or not queue:
                     return  # stopped before anything else started
@@ -339,6 +340,7 @@ class SweepJob:
 
     def stop(self) -> None:
         self._stop.set()
+        self.scheduler.wake()  # a point waiting for a slot leaves the line at once
 
     def wait(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from . import catalog, records, settings as config, shutdown
 from .data import Dataset
-from .knobs import FULL_BATCH, sharpness_period
+from .knobs import FULL_BATCH, METRICS_DEFAULT, metrics_period, sharpness_period
 from .step import CHUNK, Counters, Layout, Numbers, State, Step, get as get_step
 
 EVAL_SIZE = 1024
@@ -46,6 +46,7 @@ class Trainer:
         self.data = self.demo.make_data(self.settings, self.seed)
         self.term_every = config.term_period(self.settings.get("term_grads", "off"))  # 0: off
         self.sharpness_every = sharpness_period(self.settings.get("sharpness", "off"))  # 0: off
+        self.metrics_every = metrics_period(self.settings.get("metrics", METRICS_DEFAULT))  # held-out metrics
         self.eval_set = self.demo.make_eval(self.settings, self.seed) or self.data.take(
             np.random.default_rng([self.seed, 2]).permutation(len(self.data))[:EVAL_SIZE])
         self._order = np.random.default_rng([self.seed, 1])
@@ -239,7 +240,7 @@ class Trainer:
             numbers = Numbers(config.effective_lr(self.demo.name, self.settings), self.settings["clipnorm"],
                               self.settings["clipvalue"], self.hp)
             counters = Counters(k, self.step + 1, max(self.term_every, 1), self.stop_on_nonfinite,
-                                max(self.sharpness_every, 1))
+                                max(self.sharpness_every, 1), self.metrics_every)
             self.state, vectors, places = compiled.run(self.state, data, eval_set, idx, numbers, counters)
             self.records.append(self.step + 1, vectors, places, [float(self.settings[key]) for key in self.knobs])
             if len(vectors):

@@ -40,7 +40,7 @@ from keras import ops
 
 from . import curves as drawn, data as builtin_data, demos, keras2, lossforms, nansource, settings as config
 from .demos import custom
-from .knobs import COMMON_KEYS, TASK, TERM_GRADS, Param, SettingError, common
+from .knobs import COMMON_KEYS, METRICS, TASK, TERM_GRADS, Param, SettingError, common
 
 LIMITS = {"knobs": 16, "rows": 2_000_000}
 _CUSTOM = custom.DEMO  # a file without model and data runs on the formula demo's net, data and metrics
@@ -687,7 +687,7 @@ def _register(code: UserCode) -> None:
         metrics=lambda ctx: code.metric_values(ctx.out, ctx.targets, ctx.settings),
         term_names=code.terms,
         metric_names=metrics,
-        params=(*common(lr=1e-3), *task, *knob_params, *probe),
+        params=(*common(lr=1e-3), *task, *knob_params, *probe, *((METRICS,) if metrics else ())),
         main_metric=main,
         compare=(next(iter(code.loss.knobs), "lr"), {}),
         note=code.note,

@@ -241,7 +241,8 @@ def test_each_lesson_in_the_presenter_view_fits_a_projector_and_walks_to_its_end
             page.get_by_text(f": {k} / {len(steps)}").wait_for(timeout=60_000)
             _no_exception(page)
         assert f"step={len(steps)}" in page.url and "present=1" in page.url
-        assert page.get_by_role("button", name="Next", exact=True).is_disabled()
+        # the last step: Next is drawn disabled (waited for: the step counter can be drawn before the buttons are)
+        expect(page.get_by_role("button", name="Next", exact=True)).to_be_disabled(timeout=60_000)
     page.close()
 
 

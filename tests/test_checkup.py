@@ -172,7 +172,7 @@ def test_cli_json_and_exit_codes(capsys):
     assert cli.main(["check", "sparse-penalty", "--set", "alpha=3"]) == 2
     assert capsys.readouterr().err.strip() == ("lossviz: error: unknown key 'alpha' for sparse-penalty; allowed: lr, "
                                                "optimizer, batch_size, clipnorm, clipvalue, sharpness, variant, penalty, "
-                                               "epsilon, positive_rate, term_grads")
+                                               "epsilon, positive_rate, term_grads, metrics")
 
 
 # ----------------------------------------------------------------------------- the page

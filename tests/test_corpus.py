@@ -155,7 +155,7 @@ def test_an_instance_that_hides_a_constructor_argument_is_used_as_given_and_says
     lines = [line for line in err.splitlines() if line.startswith("lossviz:")]
     assert status == 2 and lines == [f"lossviz: note: {note}",
                                      f"lossviz: error: unknown key 'margin' for {path}; allowed: lr, optimizer, "
-                                     f"batch_size, clipnorm, clipvalue, sharpness, task ({note})"]
+                                     f"batch_size, clipnorm, clipvalue, sharpness, task, metrics ({note})"]
 
 
 def test_a_loss_per_output_gets_a_term_per_output():

@@ -1,6 +1,7 @@
 """One compiled step per structure, shared by every run: the same records whether one run or sixteen share it,
 the optimizers against Keras', the XLA fallback, the warm-up, and the job's "preparing the trainer"."""
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -150,3 +151,52 @@ def test_each_family_compiles_with_xla_and_gives_the_plain_steps_records(demo, m
                 assert b[key] == pytest.approx(x, rel=1e-3, abs=1e-5, nan_ok=True), (key, a["step"])
             else:
                 assert b[key] == x, key
+
+
+_TRACE_IN_A_ROOM = """
+import hashlib, sys, threading
+from lossviz.training import Trainer
+trainer = Trainer("max-mse", {})
+busy = threading.Event(); done = threading.Event()
+def make_tensors():  # another session's tensors: each takes a number from TensorFlow's counter
+    import tensorflow as tf
+    while not done.is_set():
+        tf.constant([1.0]) + 1.0
+        busy.set()
+if sys.argv[1] == "room":
+    threading.Thread(target=make_tensors, daemon=True).start()
+    busy.wait()
+trainer.advance(1)
+done.set()
+fn = trainer.compiled._fn
+print(fn.name.decode(), hashlib.sha1(fn.graph.as_graph_def().SerializeToString(deterministic=True)).hexdigest())
+"""
+
+
+def test_a_structure_traced_while_other_threads_make_tensors_gets_the_names_it_gets_alone():
+    """XLA's disk cache keys a compiled step by the names of its traced functions (``tracenames``): a structure
+    traced in a busy process (a classroom pressing Train at once) must find what it compiled alone."""
+    import subprocess
+    import sys
+
+    runs = [subprocess.Popen([sys.executable, "-c", _TRACE_IN_A_ROOM, case], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "LOSSVIZ_XLA_CACHE": ""}) for case in ("alone", "room")]
+    alone, room = (r.communicate(timeout=300)[0].strip().splitlines()[-1] for r in runs)
+    assert alone == room and alone.startswith("__inference_run_")
+
+
+def test_a_jobs_first_call_trains_one_step_then_chunks():
+    """A run's first record comes after one step (``jobs.FIRST_CHUNK``), then it trains chunk after chunk."""
+    job = TrainingJob("max-mse", {}, steps=50, start=False, chunk=20)
+    sizes = []
+    advance = job.trainer.advance
+
+    def spy(steps, chunk=20, should_stop=None):
+        sizes.append(steps)
+        return advance(steps, chunk, should_stop)
+    job.trainer.advance = spy
+    job.resume()
+    job.wait()
+    assert sizes == [1, 20, 20, 9] and job.trainer.step == 50
+    alone = training.train("max-mse", {}, steps=50)
+    assert _same(job.records.take(range(50)), alone)

@@ -175,3 +175,20 @@ def test_sparse_data_positive_rate():
     for rate in (0.02, 0.1):
         y = data.sparse_events(seed=0, positive_rate=rate).targets["y"]
         assert abs(y.mean() - rate) < 0.01
+
+
+def test_held_out_metrics_are_measured_at_step_one_and_every_kth_step():
+    """The setting ``metrics``: the held-out metrics measured at step 1 and every k-th step (default every-50), on
+    the weights after that step, and carried in between."""
+    with Trainer("sparse-penalty", {"variant": "logits", "lr": 0.01, "metrics": "every-7"}, seed=0) as t:
+        rows = list(t.run(7, chunk=5))
+        expected = float(np.mean(t.forward(t.eval_set.inputs)["probability"]))
+        rows += list(t.run(13, chunk=5))
+    changed = [r["step"] for prev, r in zip(rows, rows[1:]) if r["metric:mean_pred"] != prev["metric:mean_pred"]]
+    assert changed == [7, 14]
+    assert rows[6]["metric:mean_pred"] == pytest.approx(expected, rel=1e-5)
+    default = train("sparse-penalty", {"variant": "logits", "lr": 0.01}, steps=101)
+    assert [r["step"] for prev, r in zip(default, default[1:])
+            if r["metric:mean_pred"] != prev["metric:mean_pred"]] == [50, 100]
+    with pytest.raises(config.SettingError, match="metrics must be every or every-k"):
+        Trainer("sparse-penalty", {"metrics": "every-0"})  # one line, as every setting

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import data, formula, lazy
-from ..knobs import TASK, Param, SettingError, common
+from ..knobs import METRICS, TASK, Param, SettingError, common
 from .demo import Context, Demo, Page, View
 from . import max_mse, sparse_penalty
 
@@ -20,7 +20,7 @@ NAME = "custom"
 # the formula by task when none is given (the sparse-penalty question's loss; a maximised MSE)
 DEFAULT_FORMULA = {"binary": "-(w * y * log(p) + (1 - y) * log(1 - p)); w=10", "regression": "-(r ** 2)"}
 
-BASE = (*common(lr=1e-3), TASK)
+BASE = (*common(lr=1e-3), TASK, METRICS)
 
 
 def _loss(task: str) -> Param:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import data, lazy
-from ..knobs import TERM_GRADS, Param, Slider, common
+from ..knobs import METRICS, TERM_GRADS, Param, Slider, common
 from ..scenario import Scenario, finite, first_nan_at, mean, column
 from .demo import Context, Demo, Page, View
 
@@ -30,6 +30,7 @@ PARAMS = (
     Param("positive_rate", 0.02, "float", "a number in (0, 1)", lambda v: 0 < v < 1,
           help="share of hours with an event", shapes_data=True, slider=Slider("linear", 0.005, 0.5, 0.005)),
     TERM_GRADS,
+    METRICS,
 )
 
 
