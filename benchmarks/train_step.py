@@ -149,13 +149,19 @@ def floor(demo_name: str, settings: dict, seed: int = 0) -> Timed:
     return train
 
 
+def on_step(t: Trainer, compiled: step.Step) -> Trainer:
+    """The run ``t`` on ``compiled`` instead of the process's step of its structure, from its seed's start."""
+    t._compiled = compiled
+    t.state = compiled.initial_state(t.seed)
+    t.records.configure(compiled.layout.columns, compiled.layout.place)
+    return t
+
+
 def trainer(demo: str, settings: dict, compiled: step.Step | None = None) -> Timed:
     """``Trainer.advance`` of a run, on the process's step of its structure or on ``compiled``."""
     t = Trainer(demo, settings, seed=0)
     if compiled is not None:
-        t._compiled = compiled
-        t.state = compiled.initial_state(0)
-        t.records.configure(compiled.layout.columns, compiled.layout.place)
+        on_step(t, compiled)
     return lambda steps: t.advance(steps)
 
 
@@ -311,9 +317,7 @@ def compile_times(demo: str) -> str:
         with Trainer(demo, {}, seed=0) as t:
             fresh = step.Step(demos.get_demo(demo), t.settings)  # not the process's cached one
             fresh.xla = xla
-            t._compiled = fresh
-            t.state = fresh.initial_state(0)
-            times.append(t.warm())
+            times.append(on_step(t, fresh).warm())
     return f"{demo}: compile with XLA {times[0]:.1f} s, plain trace {times[1]:.1f} s"
 
 

@@ -182,9 +182,9 @@ TERM_GRADS = Param("term_grads", TERM_GRADS_DEFAULT, "choice", "off, every or ev
                         "every k-th step (and step 1), or off")
 
 METRICS_DEFAULT = "every-50"
-# the held-out metrics: one forward pass over the evaluation sample (1,024 rows) on the steps it names; measured on
-# the dense net, that pass costs about 4 of its training steps at batch 32 (benchmarks/train_step.py --parts), so
-# every-10 slowed training by a quarter. Which steps measure is a number fed to the step: no value shapes the graph
+# the held-out metrics: one forward pass over the evaluation sample (1,024 rows) on the steps it names, which costs
+# the dense net several of its training steps at batch 32: every-10 trained it about a fifth slower than every-50
+# (benchmarks/train_step.py). Which steps measure is a number fed to the step: no value shapes the graph
 METRICS = Param("metrics", METRICS_DEFAULT, "choice", "every or every-k with k an integer >= 1",
                 choices=("every-50", "every-10", "every"), accepts=_measured(metrics_period), structural=True,
                 graph_part=lambda value: "measured",

@@ -179,8 +179,9 @@ def test_a_structure_traced_while_other_threads_make_tensors_gets_the_names_it_g
     import subprocess
     import sys
 
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout (lossviz is not installed)
     runs = [subprocess.Popen([sys.executable, "-c", _TRACE_IN_A_ROOM, case], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "LOSSVIZ_XLA_CACHE": ""}) for case in ("alone", "room")]
+                             cwd=root, env={**os.environ, "LOSSVIZ_XLA_CACHE": ""}) for case in ("alone", "room")]
     alone, room = (r.communicate(timeout=300)[0].strip().splitlines()[-1] for r in runs)
     assert alone == room and alone.startswith("__inference_run_")
 
