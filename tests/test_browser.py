@@ -141,6 +141,9 @@ def test_page_trains_and_draws(server, browser, name):
 def test_check_up_lists_the_naive_loss_s_findings(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 2400})
     page.goto(f"{server}/Sparse_penalty?variant=naive")
+    # the page's first run writes its settings into the address and reruns: a click during that rerun can be lost
+    # (under load the Quick check-up once never started), so wait for the address first
+    expect(page).to_have_url(re.compile(r"steps=300"), timeout=120_000)
     page.get_by_text("Check-up: what will go wrong").click()
     page.get_by_role("button", name="Quick check-up", exact=True).click()  # the full check: test_checkup
     _wait_or_show(page, "nonfinite-at-edge", "check_up", timeout=120_000)
