@@ -195,6 +195,8 @@ def test_play_drag_a_slider_pause(server, browser):
     page.get_by_text(re.compile(r"A: defaults: paused, step [0-9,]+")).wait_for(timeout=60_000)
     page.get_by_text("Download A as CSV").wait_for(timeout=60_000)
     _no_exception(page)
+    # the address is written on the rerun after the pause: wait for it (once read too early on a loaded CI)
+    expect(page).to_have_url(re.compile(rf"at=[0-9]+(:|%3A)penalty(=|%3D){re.escape(moved)}"), timeout=60_000)
     assert re.search(rf"at=[0-9]+:penalty={moved}", urllib.parse.unquote(page.url))  # the address carries it
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "live_knobs.png"), full_page=True)
